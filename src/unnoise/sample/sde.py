@@ -1,0 +1,41 @@
+"""Stochastic samplers: DDIM with eta (Song et al. 2021) and DDPM ancestral sampling (Ho et al. 2020).
+
+In VE coordinates the DDPM posterior q(x_{t-1} | x_t, x0) is the Gaussian bridge between levels
+sigma > sigma' (the chain adds variance sigma^2 - sigma'^2 between them):
+  mean = x0 + (sigma'^2 / sigma^2) (x - x0),   variance = sigma'^2 (sigma^2 - sigma'^2) / sigma^2.
+DDIM (Eq. 12, Song et al. 2021), divided by sqrt(alpha_bar_{t-1}), is
+  x' = x0 + sqrt(sigma'^2 - c^2) eps_hat + c z,  c^2 = eta^2 * posterior variance,
+so eta = 1 is exactly the ancestral DDPM step and eta = 0 the Euler step of the probability-flow ODE.
+"""
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from .noise import default_noise
+from .ode import denoise
+
+
+def ddim(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None, eta: float = 0.0) -> Tensor:
+    """DDIM steps with stochasticity eta in [0, 1] (0: deterministic, 1: DDPM ancestral)."""
+    noise = noise or default_noise
+    sigmas = sigmas.tolist()
+    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        x0 = denoise(D, x, sigma, cond)
+        if callback is not None:
+            callback(i, sigma, x, x0)
+        if sigma_next == 0:
+            x = x0
+            continue
+        eps = (x - x0) / sigma
+        c2 = eta**2 * sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2
+        x = x0 + math.sqrt(max(sigma_next**2 - c2, 0.0)) * eps
+        if c2 > 0:
+            x = x + math.sqrt(c2) * noise(x)
+    return x
+
+
+def ddpm_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None) -> Tensor:
+    """Ancestral sampling from the exact posterior q(x_{t-1} | x_t, x0 = D(x_t)) expressed in sigma."""
+    return ddim(D, x, sigmas, cond=cond, noise=noise, callback=callback, eta=1.0)
