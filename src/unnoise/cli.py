@@ -1,0 +1,129 @@
+"""`unnoise train | sample | demo`: parse flags -> config -> library call. User errors print one line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .errors import UnnoiseError
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a model; writes a run directory")
+    p.add_argument("--preset", default="digits", help="starting config (digits, toy2d)")
+    p.add_argument("--data", help="dataset name (digits, toy2d, imagefolder)")
+    p.add_argument("--data-path", help="folder of images for --data imagefolder")
+    p.add_argument("--steps", type=int, help="training steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--out", default="runs/train", help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config field, e.g. --set train.lr=2e-4 (repeatable)")
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="draw samples from a trained run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--sampler", help="euler, heun, ddim, ddpm (default: the run's)")
+    p.add_argument("--steps", type=int, help="number of sampler steps")
+    p.add_argument("--grid", help="sigma grid: karras, log_snr, ddpm")
+    p.add_argument("--n", type=int, default=64, help="number of samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (sample i uses seed + i)")
+    p.add_argument("--eta", type=float, help="DDIM stochasticity (0 deterministic, 1 ancestral)")
+    p.add_argument("--churn", type=float, help="Heun S_churn (EDM Algorithm 2)")
+    p.add_argument("--class", dest="class_label", type=int, help="class label for class-conditional runs")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"])
+    p.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG grid (or scatter for 2-D data)")
+    p.add_argument("--gif", type=Path, help="also write the denoising trajectory as an animated GIF")
+    p.add_argument("--save-tensor", type=Path, help="also save the raw samples as .safetensors")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="train on built-in digits, then sample a grid")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.add_argument("--steps", type=int, help="training steps (default: the digits preset)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unnoise", description="Diffusion models: train, sample, demo.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_sample(sub)
+    _add_demo(sub)
+    return parser
+
+
+def run_config_from_args(args):
+    from .train.config import apply_overrides, config_from_dict
+    from .train.presets import preset
+
+    d = apply_overrides(preset(args.preset), args.set)
+    if args.data:
+        d["data"] = {"name": args.data, "options": {}}
+    if args.data_path:
+        d.setdefault("data", {}).setdefault("options", {})["path"] = args.data_path
+    if args.steps is not None:
+        d.setdefault("train", {})["steps"] = args.steps
+    if args.batch_size is not None:
+        d.setdefault("train", {})["batch_size"] = args.batch_size
+    return config_from_dict(d, where="config")
+
+
+def cmd_train(args) -> None:
+    from .train.loop import train
+
+    config = None if args.resume else run_config_from_args(args)
+    result = train(config, Path(args.out), resume=args.resume, steps=args.steps if args.resume else None)
+    print(f"trained {result['steps']} steps in {result['seconds']:.1f}s; run directory: {args.out}")
+
+
+def cmd_sample(args) -> None:
+    from .sample_cli import sample_command
+
+    sample_command(args)
+
+
+def cmd_demo(args) -> None:
+    from .sample_cli import sample_to_files
+    from .train.config import config_from_dict
+    from .train.loop import train
+    from .train.presets import preset
+
+    d = preset("digits")
+    if args.steps is not None:
+        d = {**d, "train": {**d["train"], "steps": args.steps}}
+    t0 = time.perf_counter()
+    result = train(config_from_dict(d), args.out)
+    train_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    grid = args.out / "demo_samples.png"
+    sample_to_files(args.out, n=100, seed=0, out=grid, gif=args.out / "demo_trajectory.gif")
+    print(json.dumps({"run_dir": str(args.out), "grid": str(grid), "trajectory": str(args.out / "demo_trajectory.gif"),
+                      "train_seconds": round(train_seconds, 1), "sample_seconds": round(time.perf_counter() - t1, 1),
+                      "steps": result["steps"]}))
+    print(f"demo done: samples in {grid}, trajectory in {args.out / 'demo_trajectory.gif'}")
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        COMMANDS[args.command](args)
+    except UnnoiseError as exc:
+        print(f"unnoise {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unnoise {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

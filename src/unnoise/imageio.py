@@ -1,0 +1,142 @@
+"""Write samples as pictures: image grids (PNG), animated grids (GIF) and 2-D scatter plots.
+
+Images are tensors in [-1, 1] shaped (N, C, H, W) with C = 1 (grayscale) or 3 (RGB).
+Everything is drawn with Pillow, imported only when a picture is written.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from unnoise.data.base import import_extra
+from unnoise.errors import UnnoiseError
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
+           (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
+           (188, 189, 34), (23, 190, 207)]
+
+
+def _pillow_image():
+    return import_extra("PIL.Image", "writing images", "Pillow")
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Map values in [-1, 1] to uint8 0..255 (clamped, rounded), keeping the shape."""
+    scaled = (torch.as_tensor(x).detach().float().cpu().clamp(-1.0, 1.0) + 1.0) * 127.5
+    return scaled.round().to(torch.uint8).numpy()
+
+
+def _as_batch(images: torch.Tensor) -> torch.Tensor:
+    """Accept (N, C, H, W) or a single (C, H, W) image; check C is 1 or 3."""
+    images = torch.as_tensor(images)
+    if images.ndim == 3:
+        images = images.unsqueeze(0)
+    if images.ndim != 4 or images.shape[0] == 0 or images.shape[1] not in (1, 3):
+        raise UnnoiseError(
+            f"images must be (N, C, H, W) with N >= 1 and C in (1, 3), got shape {tuple(images.shape)}"
+        )
+    return images
+
+
+def grid_array(images: torch.Tensor, nrow: int | None = None, upscale: int = 1, pad: int = 1,
+               pad_value: float = 0.0) -> np.ndarray:
+    """Tile a batch into one uint8 (H, W, C) array: `nrow` images per row (default ~sqrt(N)),
+    each enlarged `upscale` times (nearest neighbour), with `pad` pixels around every tile."""
+    images = _as_batch(images)
+    count, channels, height, width = images.shape
+    if upscale < 1 or pad < 0:
+        raise UnnoiseError(f"upscale must be >= 1 and pad >= 0, got upscale={upscale}, pad={pad}")
+    columns = max(1, min(count, nrow or math.ceil(math.sqrt(count))))
+    rows = math.ceil(count / columns)
+    tiles = to_uint8(images).transpose(0, 2, 3, 1)
+    tiles = tiles.repeat(upscale, axis=1).repeat(upscale, axis=2)
+    tile_h, tile_w = height * upscale, width * upscale
+    fill = to_uint8(torch.tensor(float(pad_value))).item()
+    grid = np.full((rows * (tile_h + pad) + pad, columns * (tile_w + pad) + pad, channels), fill, np.uint8)
+    for index in range(count):
+        top = pad + (index // columns) * (tile_h + pad)
+        left = pad + (index % columns) * (tile_w + pad)
+        grid[top:top + tile_h, left:left + tile_w] = tiles[index]
+    return grid
+
+
+def _to_pil(grid: np.ndarray):
+    Image = _pillow_image()
+    return Image.fromarray(np.ascontiguousarray(grid[:, :, 0] if grid.shape[2] == 1 else grid))
+
+
+def _prepare_path(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, upscale: int = 1,
+              pad: int = 1) -> Path:
+    """Write a batch (N, C, H, W) in [-1, 1] as one PNG grid; creates parent folders."""
+    grid = grid_array(images, nrow=nrow, upscale=upscale, pad=pad)
+    path = _prepare_path(path)
+    _to_pil(grid).save(path, format="PNG")
+    return path
+
+
+def save_gif(frames: Sequence[torch.Tensor], path: str | Path, duration_ms: int = 80,
+             nrow: int | None = None, upscale: int = 1, pad: int = 1, loop: int = 0) -> Path:
+    """Write an animated GIF, one frame per batch (N, C, H, W) or single image/grid (C, H, W).
+
+    Every frame must tile to the same size; `loop=0` repeats forever.
+    """
+    if len(frames) == 0:
+        raise UnnoiseError(f"save_gif {path}: no frames to write")
+    grids = [grid_array(frame, nrow=nrow, upscale=upscale, pad=pad) for frame in frames]
+    sizes = {grid.shape for grid in grids}
+    if len(sizes) > 1:
+        raise UnnoiseError(f"save_gif {path}: frames differ in size: {sorted(sizes)}")
+    pictures = [_to_pil(grid) for grid in grids]
+    path = _prepare_path(path)
+    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:],
+                     duration=int(duration_ms), loop=int(loop))
+    return path
+
+
+def _plot_extent(points: np.ndarray, extent: float | None) -> float:
+    """Half-width of the square view: given, or 5% beyond the farthest finite coordinate."""
+    if extent is not None:
+        return float(extent)
+    farthest = float(np.abs(points).max()) if points.size else 0.0
+    return max(farthest * 1.05, 1e-6)
+
+
+def scatter_png(points: torch.Tensor, path: str | Path, size: int = 512, extent: float | None = None,
+                labels: torch.Tensor | None = None, radius: int = 1) -> Path:
+    """Draw 2-D points (N, 2) as dots on a white square with axes through 0, and save a PNG.
+
+    The view spans [-extent, extent] on both axes (default: fits the data). Points are
+    coloured by `labels` when given; non-finite points are left out.
+    """
+    Image = _pillow_image()
+    ImageDraw = import_extra("PIL.ImageDraw", "writing images", "Pillow")
+    coords = torch.as_tensor(points).detach().float().cpu().numpy()
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise UnnoiseError(f"scatter_png {path}: points must be (N, 2), got shape {coords.shape}")
+    finite = np.isfinite(coords).all(axis=1)
+    classes = None if labels is None else torch.as_tensor(labels).cpu().numpy().reshape(-1)[finite]
+    coords = coords[finite]
+    half = _plot_extent(coords, extent)
+    picture = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(picture)
+    centre = (size - 1) / 2
+    draw.line([(0, centre), (size - 1, centre)], fill=(210, 210, 210))
+    draw.line([(centre, 0), (centre, size - 1)], fill=(210, 210, 210))
+    pixels = (coords / half) * centre * np.array([1.0, -1.0]) + centre
+    for index, (column, row) in enumerate(pixels):
+        colour = PALETTE[int(classes[index]) % len(PALETTE)] if classes is not None else (31, 70, 140)
+        draw.ellipse([column - radius, row - radius, column + radius, row + radius], fill=colour)
+    draw.rectangle([0, 0, size - 1, size - 1], outline=(120, 120, 120))
+    path = _prepare_path(path)
+    picture.save(path, format="PNG")
+    return path

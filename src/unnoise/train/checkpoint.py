@@ -1,0 +1,124 @@
+"""Checkpoints: safetensors weights + JSON metadata, written atomically; nothing is ever unpickled.
+
+Layout of a run directory:
+  config.json                 the resolved RunConfig
+  checkpoint/                 the latest checkpoint (replaced atomically: written to checkpoint.tmp/, then swapped)
+    model.safetensors         raw weights
+    ema.safetensors           EMA weights (what sampling uses by default)
+    optimizer.safetensors     optimizer tensors; their structure in state.json
+    rng.safetensors           torch and data-order generator states
+    state.json                step, images seen, optimizer param groups, EMA update count
+    config.json               the resolved RunConfig again, so a checkpoint stands alone
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import UnnoiseError
+
+
+def _safetensors():
+    try:
+        from safetensors.torch import load_file, save_file
+    except ImportError as exc:
+        raise UnnoiseError("checkpoints need safetensors; install it: pip install safetensors") from exc
+    return load_file, save_file
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON through a temporary file and rename, so a crash never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Split an optimizer state dict into flat tensors and a JSON-ready structure."""
+    state = optimizer.state_dict()
+    tensors, layout = {}, {}
+    for index, entries in state["state"].items():
+        layout[str(index)] = {}
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value.contiguous()
+                layout[str(index)][name] = "tensor"
+            else:
+                layout[str(index)][name] = value
+    return tensors, {"state": layout, "param_groups": state["param_groups"]}
+
+
+def _optimizer_state(tensors: dict, structure: dict) -> dict:
+    state = {}
+    for index, entries in structure["state"].items():
+        state[int(index)] = {name: tensors[f"{index}.{name}"] if value == "tensor" else value
+                             for name, value in entries.items()}
+    return {"state": state, "param_groups": structure["param_groups"]}
+
+
+def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: dict, config: dict) -> Path:
+    """Write checkpoint.tmp/, fsync it, then swap it in for checkpoint/ (the old one is kept until then)."""
+    _, save_file = _safetensors()
+    run_dir = Path(run_dir)
+    final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.contiguous() for k, v in ema.model.state_dict().items()}, str(tmp / "ema.safetensors"))
+    opt_tensors, opt_structure = _optimizer_tensors(optimizer)
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    save_file(rng, str(tmp / "rng.safetensors"))
+    write_json(tmp / "state.json", {**state, "optimizer": opt_structure, "ema_updates": ema.updates})
+    write_json(tmp / "config.json", config)
+    for f in tmp.iterdir():
+        with open(f, "rb") as handle:
+            os.fsync(handle.fileno())
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(run_dir)
+    return final
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """The newest complete checkpoint of a run (falls back to checkpoint.old after a crash mid-swap)."""
+    run_dir = Path(run_dir)
+    for name in ("checkpoint", "checkpoint.old"):
+        candidate = run_dir / name
+        if (candidate / "state.json").exists():
+            return candidate
+    raise UnnoiseError(f"{run_dir}: no checkpoint found (expected {run_dir / 'checkpoint'}/state.json)")
+
+
+def load_weights(path: Path) -> dict:
+    load_file, _ = _safetensors()
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise UnnoiseError(f"{path}: not a valid safetensors file ({exc})") from None
+
+
+def load_training_state(ckpt: Path, optimizer) -> tuple[dict, dict]:
+    """Restore the optimizer; return (state.json contents, rng tensors)."""
+    with open(ckpt / "state.json") as f:
+        state = json.load(f)
+    optimizer.load_state_dict(_optimizer_state(load_weights(ckpt / "optimizer.safetensors"), state["optimizer"]))
+    return state, load_weights(ckpt / "rng.safetensors")

@@ -1,0 +1,182 @@
+"""The training loop: AdamW, EMA, warm-up, progress, sample grids, atomic checkpoints, exact resume."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from ..data import load_dataset
+from ..errors import UnnoiseError
+from ..grids import sample_training_t
+from ..losses import denoising_loss
+from ..param import Denoiser
+from ..runs import build_denoiser, read_run_config, resolve_config
+from .checkpoint import checkpoint_dir, load_training_state, load_weights, save_checkpoint, write_json
+from .config import RunConfig, config_to_dict
+from .ema import EMA
+from .progress import Progress
+
+log = logging.getLogger("unnoise.train")
+
+
+def lr_factor(step: int, cfg) -> float:
+    """Linear warm-up, then constant or cosine decay to 0."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "cosine":
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    if cfg.lr_schedule != "constant":
+        raise UnnoiseError(f"train.lr_schedule: unknown {cfg.lr_schedule!r}; valid: constant, cosine")
+    return 1.0
+
+
+class Batches:
+    """Endless shuffled mini-batches from in-memory tensors; its generator state is the data position."""
+
+    def __init__(self, dataset, batch_size: int, seed: int):
+        self.x, self.labels = dataset.x, dataset.labels
+        self.batch_size = min(batch_size, len(self.x))
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order, self.position = torch.empty(0, dtype=torch.long), 0
+
+    def next(self):
+        if self.position + self.batch_size > len(self.order):
+            self.order, self.position = torch.randperm(len(self.x), generator=self.generator), 0
+        index = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        labels = None if self.labels is None else self.labels[index]
+        return self.x[index], labels
+
+
+class Trainer:
+    """Holds one run's state; `run()` trains to config.train.steps, checkpointing along the way."""
+
+    def __init__(self, config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None):
+        self.run_dir = Path(run_dir)
+        if resume:
+            config = read_run_config(self.run_dir)
+        if steps is not None:
+            config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+        self.tc = config.train
+        if self.tc.threads:
+            torch.set_num_threads(self.tc.threads)
+        torch.manual_seed(self.tc.seed)
+        dataset = load_dataset(config.data.name, **config.data.options)
+        self.config = resolve_config(config, dataset.shape, dataset.num_classes)
+        self.denoiser = build_denoiser(self.config)
+        self.model = self.denoiser.net
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
+        self.ema = EMA(self.model, self.tc.ema_decay)
+        self.batches = Batches(dataset, self.tc.batch_size, self.tc.seed)
+        self.noise_gen = torch.Generator().manual_seed(self.tc.seed + 1)
+        self.step, self.images_seen, self.last_checkpoint = 0, 0, None
+        log.info("data: %s", dataset.describe())
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / "config.json", config_to_dict(self.config))
+        if resume:
+            self._restore()
+
+    # --------------------------------------------------------------------------------- checkpoints
+
+    def _rng_state(self) -> dict:
+        return {"torch": torch.get_rng_state(), "noise": self.noise_gen.get_state(),
+                "data": self.batches.generator.get_state(), "order": self.batches.order.clone()}
+
+    def save(self) -> Path:
+        state = {"step": self.step, "images_seen": self.images_seen, "data_position": self.batches.position}
+        path = save_checkpoint(self.run_dir, model=self.model, ema=self.ema, optimizer=self.optimizer,
+                               rng=self._rng_state(), state=state, config=config_to_dict(self.config))
+        self.last_checkpoint = f"{path} (step {self.step})"
+        return path
+
+    def _restore(self) -> None:
+        ckpt = checkpoint_dir(self.run_dir)
+        self.model.load_state_dict(load_weights(ckpt / "model.safetensors"))
+        self.ema.model.load_state_dict(load_weights(ckpt / "ema.safetensors"))
+        state, rng = load_training_state(ckpt, self.optimizer)
+        self.step, self.images_seen = state["step"], state["images_seen"]
+        self.ema.updates = state["ema_updates"]
+        torch.set_rng_state(rng["torch"])
+        self.noise_gen.set_state(rng["noise"])
+        self.batches.generator.set_state(rng["data"])
+        self.batches.order, self.batches.position = rng["order"], state["data_position"]
+        self.last_checkpoint = f"{ckpt} (step {self.step})"
+        log.info("resumed from %s", self.last_checkpoint)
+
+    # --------------------------------------------------------------------------------- training
+
+    def train_step(self) -> float:
+        tc = self.tc
+        x0, labels = self.batches.next()
+        cond = labels if self.config.model.class_conditional else None
+        t = sample_training_t(self.denoiser.process, len(x0), self.noise_gen, tc.density, tc.p_mean, tc.p_std)
+        noise = torch.randn(x0.shape, generator=self.noise_gen)
+        loss = denoising_loss(self.denoiser, x0, t, noise, cond=cond, weighting=tc.weighting,
+                              gamma=tc.min_snr_gamma).mean()
+        if not torch.isfinite(loss):
+            raise UnnoiseError(
+                f"loss is {loss.item()} at step {self.step + 1} (batch mean {x0.mean():.4g}, std {x0.std():.4g}); "
+                f"stopped; last good checkpoint: {self.last_checkpoint or 'none'}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = tc.lr * lr_factor(self.step, tc)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model)
+        self.step += 1
+        self.images_seen += len(x0)
+        return loss.item()
+
+    def sample_grid(self) -> Path:
+        from ..imageio import save_grid, scatter_png
+        from ..sampling import sample_run
+
+        x = sample_run(self.ema_denoiser(), self.config, n=self.config.sample.n, seed=0)
+        path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
+        if len(self.config.data_shape) == 1:
+            scatter_png(x, path)
+        else:
+            save_grid(x, path, upscale=max(1, 64 // self.config.data_shape[-1]))
+        return path
+
+    def ema_denoiser(self) -> Denoiser:
+        d = self.denoiser
+        return Denoiser(self.ema.model, d.process, d.prediction, d.sigma_data)
+
+    def run(self) -> dict:
+        tc = self.tc
+        progress = Progress(tc.steps, "train", start=self.step)
+        metrics = open(self.run_dir / "metrics.jsonl", "a")
+        t0, running = time.perf_counter(), None
+        try:
+            while self.step < tc.steps:
+                loss = self.train_step()
+                running = loss if running is None else 0.98 * running + 0.02 * loss
+                progress.update(self.step, loss=running)
+                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                    metrics.write(json.dumps({"step": self.step, "loss": loss, "images_seen": self.images_seen,
+                                              "seconds": time.perf_counter() - t0}) + "\n")
+                    metrics.flush()
+                if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
+                    self.save()
+                if tc.sample_every and self.step % tc.sample_every == 0 and self.step < tc.steps:
+                    self.sample_grid()
+        finally:
+            metrics.close()
+        self.save()
+        return {"steps": self.step, "images_seen": self.images_seen, "seconds": time.perf_counter() - t0,
+                "final_loss": running}
+
+
+def train(config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None) -> dict:
+    """Train a run to completion; with resume, continue run_dir from its last checkpoint (config read
+    from run_dir; `steps` may extend it)."""
+    return Trainer(config, run_dir, resume, steps).run()
