@@ -1,0 +1,112 @@
+"""End to end through the command line: train a tiny run, sample it, and every user error is one line."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from unnoise.cli import main
+
+TINY = ["--set", "model.network_options.hidden=32", "--set", "model.network_options.depth=2",
+        "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0", "--set", "train.log_every=5"]
+
+
+def _user_error(capsys, argv, *fragments):
+    """The command exits 2 and prints exactly one line containing every fragment, no traceback."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    for fragment in fragments:
+        assert fragment in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "toy"
+    assert main(["train", "--preset", "toy2d", "--steps", "20", "--out", str(run), *TINY,
+                 "--set", "data.options.n=500"]) == 0
+    return run
+
+
+def test_train_writes_a_complete_run(toy_run):
+    config = json.loads((toy_run / "config.json").read_text())
+    assert config["data_shape"] == [2]
+    assert config["model"]["network_options"]["in_dim"] == 2
+    assert {p.name for p in (toy_run / "checkpoint").iterdir()} >= {"model.safetensors", "ema.safetensors",
+                                                                    "config.json", "state.json"}
+    lines = (toy_run / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 20
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "ddim", "ddpm"])
+def test_sample_writes_outputs(toy_run, tmp_path, sampler):
+    out = tmp_path / "s.png"
+    assert main(["sample", str(toy_run), "--sampler", sampler, "--steps", "5", "--n", "16", "--out", str(out),
+                 "--gif", str(tmp_path / "t.gif"), "--save-tensor", str(tmp_path / "x.safetensors")]) == 0
+    assert out.stat().st_size > 0 and (tmp_path / "t.gif").stat().st_size > 0
+    from safetensors.torch import load_file
+
+    x = load_file(str(tmp_path / "x.safetensors"))["samples"]
+    assert x.shape == (16, 2) and torch.isfinite(x).all()
+
+
+def test_sampling_is_reproducible_and_batch_invariant(toy_run, tmp_path):
+    from unnoise.runs import load_run
+    from unnoise.sampling import sample_run
+
+    denoiser, config = load_run(toy_run)
+    a = sample_run(denoiser, config, n=6, seed=3, sampler="ddpm", steps=8)
+    b = sample_run(denoiser, config, n=6, seed=3, sampler="ddpm", steps=8, batch_size=4)
+    c = sample_run(denoiser, config, n=2, seed=7, sampler="ddpm", steps=8)
+    assert torch.equal(a, b) and torch.equal(a[4:], c)
+
+
+def test_resume_extends_a_run(toy_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "resumed"
+    shutil.copytree(toy_run, run)
+    assert main(["train", "--out", str(run), "--resume", "--steps", "25"]) == 0
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 25
+
+
+def test_unknown_names_list_valid_choices(capsys, tmp_path, toy_run):
+    _user_error(capsys, ["train", "--data", "cifar", "--out", str(tmp_path / "r")], "unknown dataset 'cifar'",
+                "digits", "imagefolder", "toy2d")
+    _user_error(capsys, ["train", "--out", str(tmp_path / "r"), "--set", "model.process_options.schedule=quad"],
+                "unknown beta schedule 'quad'", "cosine, linear, sigmoid")
+    _user_error(capsys, ["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "ddim, ddpm, euler, heun")
+    _user_error(capsys, ["train", "--out", str(tmp_path / "r"), "--set", "train.lrate=1"], "unknown field 'lrate'")
+    _user_error(capsys, ["train", "--preset", "cifar"], "unknown preset", "digits, toy2d")
+
+
+def test_missing_run_dir_and_config(capsys, tmp_path):
+    _user_error(capsys, ["sample", str(tmp_path / "nope")], "run directory not found", str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    _user_error(capsys, ["sample", str(tmp_path / "empty")], "missing config.json", str(tmp_path / "empty"))
+
+
+def test_imagefolder_errors_and_skips(capsys, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _user_error(capsys, ["train", "--data", "imagefolder", "--data-path", str(folder), "--out", str(tmp_path / "r")],
+                str(folder))
+    for i in range(4):
+        Image.new("L", (12, 12), color=40 * i).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    (folder / "notes.txt").write_text("hello")
+    run = tmp_path / "imgrun"
+    assert main(["train", "--data", "imagefolder", "--data-path", str(folder), "--out", str(run), "--steps", "2",
+                 "--set", "data.options.size=8", "--set", "data.options.mode=gray",
+                 "--set", "model.network_options.base_channels=8", "--set", "train.sample_every=0"]) == 0
+    assert "skipped 2" in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "unnoise", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "train" in proc.stdout and "sample" in proc.stdout

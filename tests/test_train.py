@@ -1,0 +1,72 @@
+"""Training: exact resume, NaN guard, EMA, checkpoints refuse non-safetensors files."""
+import json
+
+import pytest
+import torch
+
+from unnoise.errors import UnnoiseError
+from unnoise.runs import load_run
+from unnoise.train import loop
+from unnoise.train.config import apply_overrides, config_from_dict
+from unnoise.train.ema import EMA
+from unnoise.train.presets import preset
+
+
+def tiny_config(**train):
+    d = apply_overrides(preset("toy2d"), ["model.network_options.hidden=32", "model.network_options.depth=2",
+                                          "data.options.n=300", "train.sample_every=0", "train.batch_size=64"])
+    d["train"].update(train)
+    return config_from_dict(d)
+
+
+def _weights(run):
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "checkpoint" / "model.safetensors"))
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight = tmp_path / "straight"
+    loop.train(tiny_config(steps=12, checkpoint_every=0), straight)
+    split = tmp_path / "split"
+    loop.train(tiny_config(steps=12, checkpoint_every=5), split, steps=7)  # stops at 7 (last checkpoint 5 & 7)
+    loop.train(None, split, resume=True, steps=12)
+    a, b = _weights(straight), _weights(split)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "nan"
+    real = loop.denoising_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 8 else loss
+
+    monkeypatch.setattr(loop, "denoising_loss", poisoned)
+    with pytest.raises(UnnoiseError, match=r"at step 8 .*last good checkpoint: .*checkpoint \(step 5\)"):
+        loop.train(tiny_config(steps=20, checkpoint_every=5), run)
+    denoiser, _ = load_run(run)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 5
+    assert all(torch.isfinite(p).all() for p in denoiser.parameters())
+
+
+def test_pickle_disguised_as_checkpoint_is_refused(tmp_path):
+    run = tmp_path / "run"
+    loop.train(tiny_config(steps=2, checkpoint_every=0), run)
+    torch.save({"weights": torch.ones(3)}, run / "checkpoint" / "ema.safetensors")  # a pickle
+    with pytest.raises(UnnoiseError, match="not a valid safetensors file"):
+        load_run(run)
+
+
+def test_ema_tracks_average():
+    net = torch.nn.Linear(2, 1)
+    ema = EMA(net, decay=0.5)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    before = ema.model.weight.clone()
+    ema.update(net)  # d = min(0.5, 2/11)
+    d = 2 / 11
+    torch.testing.assert_close(ema.model.weight, d * before + (1 - d) * torch.ones_like(before))
