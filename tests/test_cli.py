@@ -76,11 +76,12 @@ def test_resume_extends_a_run(toy_run, tmp_path):
 def test_unknown_names_list_valid_choices(capsys, tmp_path, toy_run):
     _user_error(capsys, ["train", "--data", "cifar", "--out", str(tmp_path / "r")], "unknown dataset 'cifar'",
                 "digits", "imagefolder", "toy2d")
-    _user_error(capsys, ["train", "--out", str(tmp_path / "r"), "--set", "model.process_options.schedule=quad"],
+    _user_error(capsys, ["train", "--preset", "toy2d", "--out", str(tmp_path / "r"),
+                         "--set", "model.process_options.schedule=quad"],
                 "unknown beta schedule 'quad'", "cosine, linear, sigmoid")
     _user_error(capsys, ["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "ddim, ddpm, euler, heun")
     _user_error(capsys, ["train", "--out", str(tmp_path / "r"), "--set", "train.lrate=1"], "unknown field 'lrate'")
-    _user_error(capsys, ["train", "--preset", "cifar"], "unknown preset", "digits, toy2d")
+    _user_error(capsys, ["train", "--preset", "cifar"], "unknown preset", "digits, digits-unet, toy2d")
 
 
 def test_missing_run_dir_and_config(capsys, tmp_path):
@@ -89,7 +90,7 @@ def test_missing_run_dir_and_config(capsys, tmp_path):
     _user_error(capsys, ["sample", str(tmp_path / "empty")], "missing config.json", str(tmp_path / "empty"))
 
 
-def test_imagefolder_errors_and_skips(capsys, tmp_path):
+def test_imagefolder_errors_and_skips(capsys, caplog, tmp_path):
     from PIL import Image
 
     folder = tmp_path / "imgs"
@@ -101,10 +102,11 @@ def test_imagefolder_errors_and_skips(capsys, tmp_path):
     (folder / "broken.png").write_bytes(b"not a png at all")
     (folder / "notes.txt").write_text("hello")
     run = tmp_path / "imgrun"
-    assert main(["train", "--data", "imagefolder", "--data-path", str(folder), "--out", str(run), "--steps", "2",
+    assert main(["train", "--preset", "digits-unet", "--data", "imagefolder", "--data-path", str(folder),
+                 "--out", str(run), "--steps", "2",
                  "--set", "data.options.size=8", "--set", "data.options.mode=gray",
                  "--set", "model.network_options.base_channels=8", "--set", "train.sample_every=0"]) == 0
-    assert "skipped 2" in capsys.readouterr().err
+    assert "loaded 4 images, skipped 2 unreadable files" in caplog.text
 
 
 def test_console_script_entry_point():

@@ -13,7 +13,7 @@ from .errors import UnnoiseError
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model; writes a run directory")
-    p.add_argument("--preset", default="digits", help="starting config (digits, toy2d)")
+    p.add_argument("--preset", default="digits", help="starting config (digits, digits-unet, toy2d)")
     p.add_argument("--data", help="dataset name (digits, toy2d, imagefolder)")
     p.add_argument("--data-path", help="folder of images for --data imagefolder")
     p.add_argument("--steps", type=int, help="training steps")
@@ -61,7 +61,7 @@ def run_config_from_args(args):
     from .train.config import apply_overrides, config_from_dict
     from .train.presets import preset
 
-    d = apply_overrides(preset(args.preset), args.set)
+    d = json.loads(json.dumps(preset(args.preset)))
     if args.data:
         d["data"] = {"name": args.data, "options": {}}
     if args.data_path:
@@ -70,7 +70,7 @@ def run_config_from_args(args):
         d.setdefault("train", {})["steps"] = args.steps
     if args.batch_size is not None:
         d.setdefault("train", {})["batch_size"] = args.batch_size
-    return config_from_dict(d, where="config")
+    return config_from_dict(apply_overrides(d, args.set), where="config")  # --set wins over everything
 
 
 def cmd_train(args) -> None:

@@ -118,6 +118,26 @@ def scatter_png(points: torch.Tensor, path: str | Path, size: int = 512, extent:
     The view spans [-extent, extent] on both axes (default: fits the data). Points are
     coloured by `labels` when given; non-finite points are left out.
     """
+    path = _prepare_path(path)
+    scatter_image(points, str(path), size, extent, labels, radius).save(path, format="PNG")
+    return path
+
+
+def save_scatter_gif(frames: Sequence[torch.Tensor], path: str | Path, extent: float, size: int = 384,
+                     duration_ms: int = 80) -> Path:
+    """An animated GIF of 2-D point clouds (N, 2), all drawn in the same [-extent, extent] view."""
+    if len(frames) == 0:
+        raise UnnoiseError(f"save_scatter_gif {path}: no frames to write")
+    pictures = [scatter_image(frame, str(path), size, extent) for frame in frames]
+    path = _prepare_path(path)
+    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=int(duration_ms), loop=0)
+    return path
+
+
+def scatter_image(points: torch.Tensor, name: str, size: int = 512, extent: float | None = None,
+                  labels: torch.Tensor | None = None, radius: int = 1):
+    """The picture `scatter_png` saves, as a Pillow image (`name` only labels errors)."""
+    path = name
     Image = _pillow_image()
     ImageDraw = import_extra("PIL.ImageDraw", "writing images", "Pillow")
     coords = torch.as_tensor(points).detach().float().cpu().numpy()
@@ -137,6 +157,4 @@ def scatter_png(points: torch.Tensor, path: str | Path, size: int = 512, extent:
         colour = PALETTE[int(classes[index]) % len(PALETTE)] if classes is not None else (31, 70, 140)
         draw.ellipse([column - radius, row - radius, column + radius, row + radius], fill=colour)
     draw.rectangle([0, 0, size - 1, size - 1], outline=(120, 120, 120))
-    path = _prepare_path(path)
-    picture.save(path, format="PNG")
-    return path
+    return picture

@@ -19,6 +19,16 @@ def _save_images(x: torch.Tensor, shape: tuple, path: Path) -> None:
         save_grid(x, path, upscale=max(1, 64 // shape[-1]))
 
 
+def _save_trajectory(frames: list, shape: tuple, path: Path) -> None:
+    """The x0 estimates along the trajectory as an animated GIF (image grids, or scatters for 2-D data)."""
+    from .imageio import save_gif, save_scatter_gif
+
+    if len(shape) == 1:
+        save_scatter_gif(frames, path, extent=1.1 * float(frames[-1].abs().max()))
+    else:
+        save_gif([f.clamp(-1, 1) for f in frames], path, upscale=max(1, 64 // shape[-1]))
+
+
 def _sampler_options(sampler: str, eta, churn) -> dict:
     given = {k: v for k, v in {"eta": eta, "churn": churn}.items() if v is not None}
     allowed = SAMPLER_OPTIONS.get(sampler, ())
@@ -48,9 +58,7 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
                    cond=cond, callback=callback, batch_size=n if gif is not None else 250)
     _save_images(x, config.data_shape, out)
     if gif is not None:
-        from .imageio import save_gif
-
-        save_gif([f.clamp(-1, 1) for f in frames] + [x], gif)
+        _save_trajectory(frames + [x], config.data_shape, gif)
     if save_tensor is not None:
         from safetensors.torch import save_file
 
