@@ -39,3 +39,24 @@ def ddim(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None, 
 def ddpm_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None) -> Tensor:
     """Ancestral sampling from the exact posterior q(x_{t-1} | x_t, x0 = D(x_t)) expressed in sigma."""
     return ddim(D, x, sigmas, cond=cond, noise=noise, callback=callback, eta=1.0)
+
+
+def euler_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None,
+                    eta: float = 1.0) -> Tensor:
+    """Split each step into a deterministic Euler step down to sigma_down and fresh noise of std sigma_up,
+    with sigma_down^2 + sigma_up^2 = sigma'^2 and sigma_up^2 = eta^2 * DDPM posterior variance."""
+    noise = noise or default_noise
+    sigmas = sigmas.tolist()
+    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        x0 = denoise(D, x, sigma, cond)
+        if callback is not None:
+            callback(i, sigma, x, x0)
+        if sigma_next == 0:
+            x = x0
+            continue
+        sigma_up = min(sigma_next, eta * sigma_next * math.sqrt(sigma**2 - sigma_next**2) / sigma)
+        sigma_down = math.sqrt(sigma_next**2 - sigma_up**2)
+        x = x + (sigma_down - sigma) * (x - x0) / sigma
+        if sigma_up > 0:
+            x = x + sigma_up * noise(x)
+    return x
