@@ -9,17 +9,26 @@ import torch
 from torch import Tensor
 
 from ..errors import unknown_name
+from .langevin import annealed_langevin, predictor_corrector
+from .multistep import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, multistep, pc_multistep
 from .noise import SeededNoise, default_noise
 from .ode import euler, heun
-from .sde import ddim, ddpm_ancestral
+from .sde import ddim, ddpm_ancestral, euler_ancestral
 
 SAMPLERS = {
     "euler": euler,
     "heun": heun,
     "ddim": ddim,
     "ddpm": ddpm_ancestral,
+    "euler_ancestral": euler_ancestral,
+    "dpmpp_2m": dpmpp_2m,
+    "dpmpp_3m": dpmpp_3m,
+    "dpmpp_2m_sde": dpmpp_2m_sde,
+    "pc_multistep": pc_multistep,
+    "langevin_pc": predictor_corrector,
+    "annealed_langevin": annealed_langevin,
 }
-STOCHASTIC = {"ddpm", "ddim", "heun"}
+STOCHASTIC = {"ddpm", "ddim", "heun", "euler_ancestral", "dpmpp_2m_sde", "langevin_pc", "annealed_langevin"}
 
 
 def get_sampler(name: str, **options):
@@ -40,5 +49,6 @@ def generate(D, shape: Sequence[int], sigmas: Tensor, sampler="heun", *, seeds: 
     return fn(D, x, sigmas, cond=cond, noise=noise, callback=callback)
 
 
-__all__ = ["SAMPLERS", "SeededNoise", "default_noise", "ddim", "ddpm_ancestral", "euler", "generate",
-           "get_sampler", "heun"]
+__all__ = ["SAMPLERS", "STOCHASTIC", "SeededNoise", "annealed_langevin", "ddim", "ddpm_ancestral", "default_noise",
+           "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m", "euler", "euler_ancestral", "generate", "get_sampler", "heun",
+           "multistep", "pc_multistep", "predictor_corrector"]

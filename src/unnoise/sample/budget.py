@@ -1,16 +1,32 @@
-"""Sampling at a budget of model calls (NFE): how many steps each sampler gets, and on which grid."""
+"""Sampling at a budget of model calls (NFE): how many steps each sampler gets, and on which grid.
+
+`auto` is the default: a predictor-corrector multistep solver whose step grid is calibrated on the
+model itself for the requested budget (see calibrate.py); its order (2 or 3) is the one that
+calibrates better. The calibration is done once per (denoiser, budget, shape) and cached.
+"""
 from __future__ import annotations
+
+import functools
+from typing import Sequence
 
 from torch import Tensor
 
-from ..grids import sigma_grid
-from ..process import Process
+from ..grids import ddpm_sigmas, sigma_grid
+from ..process import DiscreteDDPM, Process
+from .calibrate import Calibration, calibrate, reference_solution  # noqa: F401  (re-exported)
+from .multistep import multistep
 
 # Samplers that are deterministic functions of the starting noise.
-DETERMINISTIC = ("euler", "heun", "ddim")
+DETERMINISTIC = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "pc_multistep", "auto")
+DEFAULT_SAMPLER = "auto"
 # Model calls per step, and calls saved on the last step (Heun skips its correction at sigma = 0).
 CALLS_PER_STEP = {"heun": 2}
 SAVED_ON_LAST = {"heun": 1}
+# The fixed grid each sampler uses when not calibrated.
+DEFAULT_GRID = {"dpmpp_2m": "log_snr", "dpmpp_3m": "log_snr", "pc_multistep": "log_snr"}
+
+AUTO_CANDIDATES = {"pc2": dict(order=2, corrector=True), "pc3": dict(order=3, corrector=True)}
+_calibrations: dict = {}
 
 
 def steps_for_nfe(name: str, nfe: int) -> int:
@@ -19,12 +35,39 @@ def steps_for_nfe(name: str, nfe: int) -> int:
     return max(1, (nfe + saved) // per_step)
 
 
-def budget_grid(name: str, process: Process, nfe: int, grid: str = "karras") -> Tensor:
-    return sigma_grid(grid, process, steps_for_nfe(name, nfe))
+def budget_grid(name: str, process: Process, nfe: int, grid: str | None = None) -> Tensor:
+    return sigma_grid(grid or DEFAULT_GRID.get(name, "karras"), process, steps_for_nfe(name, nfe))
 
 
-def run_budget(name: str, D, x: Tensor, *, nfe: int, process: Process, grid: str = "karras") -> Tensor:
+def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 256, cond=None,
+                   sweeps: int = 8) -> tuple[functools.partial, Calibration]:
+    """Calibrate a grid for each candidate solver and keep the better one (by calibration error)."""
+    extra = [ddpm_sigmas(process, nfe, "trailing")] if isinstance(process, DiscreteDDPM) and nfe <= process.steps else []
+    reference = functools.partial(multistep, order=3, corrector=True)
+    best = None
+    for options in AUTO_CANDIDATES.values():
+        solver = functools.partial(multistep, **options)
+        result = calibrate(D, solver, nfe, shape, process.sigma_max, process.sigma_min, reference_solver=reference,
+                           batch=batch, cond=cond, sweeps=sweeps, extra_starts=extra)
+        if best is None or result.error < best[1].error:
+            best = (solver, result)
+    return best
+
+
+def prepare_budget(name: str, D, *, nfe: int, process: Process, shape: Sequence[int], **options) -> None:
+    """Run (and cache) whatever a sampler needs before sampling at this budget: `auto`'s calibration."""
+    if name == "auto":
+        key = (id(D), nfe, tuple(shape))
+        if key not in _calibrations:
+            _calibrations[key] = calibrate_auto(D, process, nfe, shape, **options)
+
+
+def run_budget(name: str, D, x: Tensor, *, nfe: int, process: Process, grid: str | None = None) -> Tensor:
     """Run sampler `name` from x (VE coordinates, at process.sigma_max) within `nfe` model calls."""
+    if name == "auto":
+        prepare_budget(name, D, nfe=nfe, process=process, shape=tuple(x.shape[1:]))
+        solver, result = _calibrations[(id(D), nfe, tuple(x.shape[1:]))]
+        return solver(D, x, result.sigmas)
     from . import get_sampler
 
     return get_sampler(name)(D, x, budget_grid(name, process, nfe, grid))

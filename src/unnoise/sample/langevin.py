@@ -10,18 +10,18 @@ from .noise import default_noise
 from .ode import denoise
 
 
-def _per_sample_norm(v: Tensor) -> Tensor:
-    return v.flatten(1).norm(dim=1).reshape((-1,) + (1,) * (v.dim() - 1))
-
-
 def langevin_corrector(D, x: Tensor, sigma: float, *, cond, noise, snr: float, steps: int) -> Tensor:
-    """Langevin MCMC at fixed sigma with step size eps = 2 (snr ||z|| / ||score||)^2 per sample
-    (Algorithm 5, Song et al. 2021): x <- x + eps score + sqrt(2 eps) z."""
+    """Langevin MCMC at fixed sigma: x <- x + eps score + sqrt(2 eps) z (Algorithm 5, Song et al. 2021).
+
+    The paper sets eps = 2 (snr ||z|| / ||score||)^2 from batch-averaged norms. We use the expected
+    norms instead, ||z|| ~ sqrt(d) and ||score|| ~ sqrt(d) / sigma (the noisy marginal's score scale),
+    so eps = 2 (snr sigma)^2: a sample's step never depends on the rest of its batch, and a sample
+    that happens to sit where the score vanishes cannot take a huge step.
+    """
+    eps = 2 * (snr * sigma) ** 2
     for _ in range(steps):
         score = (denoise(D, x, sigma, cond) - x) / sigma**2
-        z = noise(x)
-        eps = 2 * (snr * _per_sample_norm(z) / _per_sample_norm(score).clamp_min(1e-30)) ** 2
-        x = x + eps * score + (2 * eps).sqrt() * z
+        x = x + eps * score + math.sqrt(2 * eps) * noise(x)
     return x
 
 
