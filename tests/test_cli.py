@@ -41,7 +41,7 @@ def test_train_writes_a_complete_run(toy_run):
     assert json.loads(lines[-1])["step"] == 20
 
 
-@pytest.mark.parametrize("sampler", ["euler", "heun", "ddim", "ddpm"])
+@pytest.mark.parametrize("sampler", ["euler", "heun", "ddim", "ddpm", "dpmpp_3m", "euler_ancestral", "auto"])
 def test_sample_writes_outputs(toy_run, tmp_path, sampler):
     out = tmp_path / "s.png"
     assert main(["sample", str(toy_run), "--sampler", sampler, "--steps", "5", "--n", "16", "--out", str(out),
@@ -79,7 +79,7 @@ def test_unknown_names_list_valid_choices(capsys, tmp_path, toy_run):
     _user_error(capsys, ["train", "--preset", "toy2d", "--out", str(tmp_path / "r"),
                          "--set", "model.process_options.schedule=quad"],
                 "unknown beta schedule 'quad'", "cosine, linear, sigmoid")
-    _user_error(capsys, ["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "ddim, ddpm, euler, heun")
+    _user_error(capsys, ["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "auto, ddim, ddpm")
     _user_error(capsys, ["train", "--out", str(tmp_path / "r"), "--set", "train.lrate=1"], "unknown field 'lrate'")
     _user_error(capsys, ["train", "--preset", "cifar"], "unknown preset", "digits, digits-unet, toy2d")
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import UnnoiseError
+from .errors import UnnoiseError, unknown_name
 from .runs import load_run
-from .sampling import SAMPLER_OPTIONS, sample_run
+from .sampling import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
 
 
 def _save_images(x: torch.Tensor, shape: tuple, path: Path) -> None:
@@ -44,6 +44,8 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
     """Sample a run and write the grid (and optional trajectory GIF / raw tensor); returns the samples."""
     denoiser, config = load_run(run_dir, weights)
     sampler = sampler or config.sample.sampler
+    if sampler not in SAMPLER_NAMES:
+        raise unknown_name("sampler", sampler, SAMPLER_NAMES)
     options = _sampler_options(sampler, eta, churn)
     cond = None
     if class_label is not None:
@@ -55,7 +57,7 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
     frames = []
     callback = (lambda i, sigma, x, x0: frames.append(x0.clone())) if gif is not None else None
     x = sample_run(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, grid=grid, options=options,
-                   cond=cond, callback=callback, batch_size=n if gif is not None else 250)
+                   cond=cond, callback=callback, batch_size=n if gif is not None else 250, cache_dir=run_dir)
     _save_images(x, config.data_shape, out)
     if gif is not None:
         _save_trajectory(frames + [x], config.data_shape, gif)

@@ -1,15 +1,40 @@
 """Sampling a trained run: pick the grid, seed every sample, batch the work."""
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
+import json
+from pathlib import Path
+
 from .grids import sigma_grid
-from .sample import generate, get_sampler
+from .sample import SAMPLERS, generate, get_sampler
+from .sample.budget import AUTO_CANDIDATES, calibrate_auto
+from .sample.multistep import multistep
 from .train.config import RunConfig
 
 # Options each sampler accepts from the command line (`--eta`, `--churn`).
-SAMPLER_OPTIONS = {"ddim": ("eta",), "heun": ("churn",)}
+SAMPLER_OPTIONS = {"ddim": ("eta",), "heun": ("churn",), "euler_ancestral": ("eta",)}
+SAMPLER_NAMES = sorted([*SAMPLERS, "auto"])
+
+
+def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None = None, batch: int = 64):
+    """The `auto` sampler for a run: a grid calibrated on the run's own model for `steps` model calls,
+    cached in cache_dir/calibration-<steps>.json so the calibration runs once per budget."""
+    path = None if cache_dir is None else Path(cache_dir) / f"calibration-{steps}.json"
+    if path is not None and path.is_file():
+        saved = json.loads(path.read_text())
+        return functools.partial(multistep, **AUTO_CANDIDATES[saved["solver"]]), torch.tensor(saved["sigmas"],
+                                                                                              dtype=torch.float64)
+    solver, result = calibrate_auto(denoiser, denoiser.process, steps, config.data_shape, batch=batch, sweeps=4,
+                                    dtype=torch.float32)
+    name = next(k for k, v in AUTO_CANDIDATES.items() if v == solver.keywords)
+    if path is not None:
+        path.write_text(json.dumps({"solver": name, "sigmas": result.sigmas.tolist(), "error": result.error,
+                                    "start_error": result.start_error, "evaluations": result.evaluations}))
+    return solver, result.sigmas
 
 
 def grid_for(denoiser, config: RunConfig, steps: int | None = None, grid: str | None = None) -> Tensor:
@@ -20,10 +45,15 @@ def grid_for(denoiser, config: RunConfig, steps: int | None = None, grid: str | 
 @torch.no_grad()
 def sample_run(denoiser, config: RunConfig, *, n: int, seed: int = 0, sampler: str | None = None,
                steps: int | None = None, grid: str | None = None, options: dict | None = None,
-               cond: Tensor | None = None, callback=None, batch_size: int = 250) -> Tensor:
+               cond: Tensor | None = None, callback=None, batch_size: int = 250,
+               cache_dir: Path | None = None) -> Tensor:
     """n samples with per-sample seeds seed, seed+1, ...: any batch size gives the same samples."""
-    fn = get_sampler(sampler or config.sample.sampler, **(options or {}))
-    sigmas = grid_for(denoiser, config, steps, grid)
+    name = sampler or config.sample.sampler
+    if name == "auto":
+        fn, sigmas = auto_sampler(denoiser, config, steps or config.sample.steps, cache_dir)
+    else:
+        fn = get_sampler(name, **(options or {}))
+        sigmas = grid_for(denoiser, config, steps, grid)
     chunks = []
     for start in range(0, n, batch_size):
         seeds = range(seed + start, seed + min(n, start + batch_size))

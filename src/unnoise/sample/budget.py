@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
+import torch
 from torch import Tensor
 
 from ..grids import ddpm_sigmas, sigma_grid
@@ -40,7 +41,7 @@ def budget_grid(name: str, process: Process, nfe: int, grid: str | None = None) 
 
 
 def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 256, cond=None,
-                   sweeps: int = 8) -> tuple[functools.partial, Calibration]:
+                   sweeps: int = 8, dtype=torch.float64) -> tuple[functools.partial, Calibration]:
     """Calibrate a grid for each candidate solver and keep the better one (by calibration error)."""
     extra = [ddpm_sigmas(process, nfe, "trailing")] if isinstance(process, DiscreteDDPM) and nfe <= process.steps else []
     reference = functools.partial(multistep, order=3, corrector=True)
@@ -48,7 +49,7 @@ def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch
     for options in AUTO_CANDIDATES.values():
         solver = functools.partial(multistep, **options)
         result = calibrate(D, solver, nfe, shape, process.sigma_max, process.sigma_min, reference_solver=reference,
-                           batch=batch, cond=cond, sweeps=sweeps, extra_starts=extra)
+                           batch=batch, cond=cond, sweeps=sweeps, extra_starts=extra, dtype=dtype)
         if best is None or result.error < best[1].error:
             best = (solver, result)
     return best

@@ -82,10 +82,11 @@ def _rms(a: Tensor, b: Tensor) -> float:
 
 def calibrate(D, sampler: Callable, steps: int, shape: Sequence[int], sigma_max: float, sigma_min: float, *,
               reference_solver: Callable, batch: int = 256, sweeps: int = 8, cond=None,
-              floor_factor: float = 0.5, extra_starts: Sequence[Tensor] = (), pieces: int = 6, restarts: int = 3) -> Calibration:
+              floor_factor: float = 0.5, extra_starts: Sequence[Tensor] = (), pieces: int = 6, restarts: int = 3,
+              dtype: torch.dtype = torch.float64) -> Calibration:
     """Fit a `steps`-step grid for `sampler` on D (see module docstring)."""
     sigma_floor = sigma_min * floor_factor
-    x = SeededNoise(range(CALIBRATION_SEED, CALIBRATION_SEED + batch)).initial(shape, sigma_max, torch.float64)
+    x = SeededNoise(range(CALIBRATION_SEED, CALIBRATION_SEED + batch)).initial(shape, sigma_max, dtype)
     with torch.no_grad():
         reference, reference_error = reference_solution(D, x, sigma_max, sigma_min, reference_solver)
 
