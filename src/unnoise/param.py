@@ -12,7 +12,6 @@ error in that space to an error in x0 (used by the loss weightings).
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor, nn

@@ -77,7 +77,8 @@ class Process:
         return alpha * x0 + s * noise
 
     def config(self) -> dict:
-        raise NotImplementedError
+        """Registry name and config fields: `process_from_config` rebuilds the same process."""
+        return {"name": self.name, **self.cfg.__dict__}
 
 
 # ----------------------------------------------------------------------------- discrete DDPM
@@ -201,8 +202,6 @@ class DiscreteDDPM(Process):
         mean = _bcast(coef_x0, shape, x0) * x0 + _bcast(coef_xt, shape, x0) * x_t
         return mean, variance.to(x0.dtype)
 
-    def config(self) -> dict:
-        return {"name": self.name, **self.cfg.__dict__}
 
 
 def _make_betas(cfg: DiscreteConfig) -> Tensor:
@@ -278,8 +277,6 @@ class ContinuousVP(Process):
     def noise_input(self, sigma) -> Tensor:
         return 1000 * self.t_of_sigma(sigma)
 
-    def config(self) -> dict:
-        return {"name": self.name, **self.cfg.__dict__}
 
 
 @dataclass(frozen=True)
@@ -288,7 +285,19 @@ class VEConfig:
     sigma_max: float = 50.0
 
 
-class VarianceExploding(Process):
+class _ConfiguredRange(Process):
+    """A process whose sigma range is given directly by its config (VE, EDM)."""
+
+    @property
+    def sigma_min(self) -> float:
+        return self.cfg.sigma_min
+
+    @property
+    def sigma_max(self) -> float:
+        return self.cfg.sigma_max
+
+
+class VarianceExploding(_ConfiguredRange):
     """VE SDE (NCSN), sigma(t) = sigma_min (sigma_max / sigma_min)^t, t in [0, 1] (Song et al. 2021)."""
 
     kind = "ve"
@@ -305,19 +314,9 @@ class VarianceExploding(Process):
     def t_of_sigma(self, sigma) -> Tensor:
         return (_f64(sigma) / self.cfg.sigma_min).log() / self._log_ratio
 
-    @property
-    def sigma_min(self) -> float:
-        return self.cfg.sigma_min
-
-    @property
-    def sigma_max(self) -> float:
-        return self.cfg.sigma_max
-
     def noise_input(self, sigma) -> Tensor:
         return 1000 * self.t_of_sigma(sigma)
 
-    def config(self) -> dict:
-        return {"name": self.name, **self.cfg.__dict__}
 
 
 @dataclass(frozen=True)
@@ -327,7 +326,7 @@ class EDMConfig:
     sigma_data: float = 0.5
 
 
-class EDM(Process):
+class EDM(_ConfiguredRange):
     """EDM process of Karras et al. 2022: alpha = 1 and t = sigma (Table 1)."""
 
     kind = "ve"
@@ -343,19 +342,9 @@ class EDM(Process):
     def t_of_sigma(self, sigma) -> Tensor:
         return _f64(sigma)
 
-    @property
-    def sigma_min(self) -> float:
-        return self.cfg.sigma_min
-
-    @property
-    def sigma_max(self) -> float:
-        return self.cfg.sigma_max
-
     def noise_input(self, sigma) -> Tensor:
         return 250 * _f64(sigma).log()  # 1000 * c_noise, c_noise = ln(sigma) / 4 (Table 1, Karras et al.)
 
-    def config(self) -> dict:
-        return {"name": self.name, **self.cfg.__dict__}
 
 
 PROCESSES = {

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from .noise import default_noise
@@ -61,4 +60,4 @@ def annealed_langevin(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, ca
     return denoise(D, x, sigma_last, cond) if denoise_last else x
 
 
-__all__ = ["annealed_langevin", "langevin_corrector", "predictor_corrector", "torch"]
+__all__ = ["annealed_langevin", "langevin_corrector", "predictor_corrector"]
