@@ -26,7 +26,13 @@ SAVED_ON_LAST = {"heun": 1}
 # The fixed grid each sampler uses when not calibrated.
 DEFAULT_GRID = {"dpmpp_2m": "log_snr", "dpmpp_3m": "log_snr", "pc_multistep": "log_snr"}
 
-AUTO_CANDIDATES = {"pc2": dict(order=2, corrector=True), "pc3": dict(order=3, corrector=True)}
+AUTO_CANDIDATES = {
+    "pc2": dict(order=2, corrector=True),
+    "pc3": dict(order=3, corrector=True),
+    "pc2_midpoint": dict(order=2, corrector=True, final="midpoint"),
+    "pc3_midpoint": dict(order=3, corrector=True, final="midpoint"),
+}
+SEARCH_UP_TO_NFE = 25  # beyond this the fixed starting grids are already accurate; only pick the best
 _calibrations: dict = {}
 
 
@@ -40,16 +46,18 @@ def budget_grid(name: str, process: Process, nfe: int, grid: str | None = None) 
     return sigma_grid(grid or DEFAULT_GRID.get(name, "karras"), process, steps_for_nfe(name, nfe))
 
 
-def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 256, cond=None,
-                   sweeps: int = 8, dtype=torch.float64) -> tuple[functools.partial, Calibration]:
-    """Calibrate a grid for each candidate solver and keep the better one (by calibration error)."""
+def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 1024, cond=None,
+                   sweeps: int = 8, dtype=torch.float64, pieces: int = 8) -> tuple[functools.partial, Calibration]:
+    """Calibrate a grid for each candidate solver (orders 2 and 3, last step 'denoise' or 'midpoint')
+    and keep the one with the lowest calibration error."""
     extra = [ddpm_sigmas(process, nfe, "trailing")] if isinstance(process, DiscreteDDPM) and nfe <= process.steps else []
     reference = functools.partial(multistep, order=3, corrector=True)
     best = None
     for options in AUTO_CANDIDATES.values():
         solver = functools.partial(multistep, **options)
         result = calibrate(D, solver, nfe, shape, process.sigma_max, process.sigma_min, reference_solver=reference,
-                           batch=batch, cond=cond, sweeps=sweeps, extra_starts=extra, dtype=dtype)
+                           batch=batch, cond=cond, sweeps=sweeps if nfe <= SEARCH_UP_TO_NFE else 0,
+                           extra_starts=extra, dtype=dtype, pieces=pieces)
         if best is None or result.error < best[1].error:
             best = (solver, result)
     return best

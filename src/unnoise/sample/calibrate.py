@@ -6,9 +6,10 @@ many), then search over grids sigma_max = sigma_0 > sigma_1 > ... > sigma_{n-1} 
 whose n-step solution is closest to the accurate one. Nothing about the data is assumed: the grid is
 fitted to whatever the model's trajectories look like, from noise that is never the user's.
 
-The search is derivative-free (a compass search over a softmax parameterisation of the log-sigma
-increments), so it needs nothing but forward calls of the model: about `sweeps * 2 (n - 1)` sampler
-runs on the calibration batch.
+The grid is a smooth monotone warp of the step index onto log-sigma with a few pieces, so it cannot fit
+the quirks of the calibration batch. The search is derivative-free (a compass search over the warp's
+softmax parameters, restarted from the best few fixed grids), so it needs nothing but forward calls of
+the model: about `restarts * sweeps * 2 * pieces` sampler runs on the calibration batch.
 """
 from __future__ import annotations
 
