@@ -158,3 +158,10 @@ def scatter_image(points: torch.Tensor, name: str, size: int = 512, extent: floa
         draw.ellipse([column - radius, row - radius, column + radius, row + radius], fill=colour)
     draw.rectangle([0, 0, size - 1, size - 1], outline=(120, 120, 120))
     return picture
+
+
+def save_samples(samples: torch.Tensor, shape: tuple, path: str | Path) -> Path:
+    """Write generated samples as a picture: a scatter for 2-D points, else a grid upscaled to ~64 px cells."""
+    if len(shape) == 1:
+        return scatter_png(samples, path)
+    return save_grid(samples, path, upscale=max(1, 64 // shape[-1]))

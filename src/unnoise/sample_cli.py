@@ -10,15 +10,6 @@ from .runs import load_run
 from .sampling import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
 
 
-def _save_images(x: torch.Tensor, shape: tuple, path: Path) -> None:
-    from .imageio import save_grid, scatter_png
-
-    if len(shape) == 1:
-        scatter_png(x, path)
-    else:
-        save_grid(x, path, upscale=max(1, 64 // shape[-1]))
-
-
 def _save_trajectory(frames: list, shape: tuple, path: Path) -> None:
     """The x0 estimates along the trajectory as an animated GIF (image grids, or scatters for 2-D data)."""
     from .imageio import save_gif, save_scatter_gif
@@ -58,7 +49,9 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
     callback = (lambda i, sigma, x, x0: frames.append(x0.clone())) if gif is not None else None
     x = sample_run(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, grid=grid, options=options,
                    cond=cond, callback=callback, batch_size=n if gif is not None else 250, cache_dir=run_dir)
-    _save_images(x, config.data_shape, out)
+    from .imageio import save_samples
+
+    save_samples(x, config.data_shape, out)
     if gif is not None:
         _save_trajectory(frames + [x], config.data_shape, gif)
     if save_tensor is not None:

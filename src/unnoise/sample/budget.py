@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..grids import ddpm_sigmas, sigma_grid
 from ..process import DiscreteDDPM, Process
-from .calibrate import Calibration, calibrate, reference_solution  # noqa: F401  (re-exported)
+from .calibrate import Calibration, calibrate
 from .multistep import multistep
 
 # Samplers that are deterministic functions of the starting noise.

@@ -136,15 +136,12 @@ class Trainer:
         return loss.item()
 
     def sample_grid(self) -> Path:
-        from ..imageio import save_grid, scatter_png
+        from ..imageio import save_samples
         from ..sampling import sample_run
 
         x = sample_run(self.ema_denoiser(), self.config, n=self.config.sample.n, seed=0)
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
-        if len(self.config.data_shape) == 1:
-            scatter_png(x, path)
-        else:
-            save_grid(x, path, upscale=max(1, 64 // self.config.data_shape[-1]))
+        save_samples(x, self.config.data_shape, path)
         return path
 
     def ema_denoiser(self) -> Denoiser:
