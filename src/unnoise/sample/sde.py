@@ -17,8 +17,9 @@ from .noise import default_noise
 from .ode import denoise
 
 
-def ddim(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None, eta: float = 0.0) -> Tensor:
-    """DDIM steps with stochasticity eta in [0, 1] (0: deterministic, 1: DDPM ancestral)."""
+def _ancestral(D, x: Tensor, sigmas: Tensor, *, cond, noise, callback, noise_std) -> Tensor:
+    """Steps x' = x0 + sqrt(sigma'^2 - c^2) eps_hat + c z with c = noise_std(sigma, sigma'): a
+    deterministic move to level sqrt(sigma'^2 - c^2) along eps_hat = (x - x0) / sigma, then fresh noise."""
     noise = noise or default_noise
     sigmas = sigmas.tolist()
     for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
@@ -28,12 +29,22 @@ def ddim(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None, 
         if sigma_next == 0:
             x = x0
             continue
-        eps = (x - x0) / sigma
-        c2 = eta**2 * sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2
-        x = x0 + math.sqrt(max(sigma_next**2 - c2, 0.0)) * eps
-        if c2 > 0:
-            x = x + math.sqrt(c2) * noise(x)
+        c = noise_std(sigma, sigma_next)
+        x = x0 + math.sqrt(max(sigma_next**2 - c**2, 0.0)) * (x - x0) / sigma
+        if c > 0:
+            x = x + c * noise(x)
     return x
+
+
+def _posterior_std(sigma: float, sigma_next: float) -> float:
+    """Standard deviation of the DDPM posterior between levels sigma > sigma' (module docstring)."""
+    return sigma_next * math.sqrt(sigma**2 - sigma_next**2) / sigma
+
+
+def ddim(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None, eta: float = 0.0) -> Tensor:
+    """DDIM steps with stochasticity eta in [0, 1] (0: deterministic, 1: DDPM ancestral)."""
+    return _ancestral(D, x, sigmas, cond=cond, noise=noise, callback=callback,
+                      noise_std=lambda s, s_next: eta * _posterior_std(s, s_next))
 
 
 def ddpm_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None) -> Tensor:
@@ -43,20 +54,7 @@ def ddpm_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callb
 
 def euler_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None,
                     eta: float = 1.0) -> Tensor:
-    """Split each step into a deterministic Euler step down to sigma_down and fresh noise of std sigma_up,
-    with sigma_down^2 + sigma_up^2 = sigma'^2 and sigma_up^2 = eta^2 * DDPM posterior variance."""
-    noise = noise or default_noise
-    sigmas = sigmas.tolist()
-    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
-        x0 = denoise(D, x, sigma, cond)
-        if callback is not None:
-            callback(i, sigma, x, x0)
-        if sigma_next == 0:
-            x = x0
-            continue
-        sigma_up = min(sigma_next, eta * sigma_next * math.sqrt(sigma**2 - sigma_next**2) / sigma)
-        sigma_down = math.sqrt(sigma_next**2 - sigma_up**2)
-        x = x + (sigma_down - sigma) * (x - x0) / sigma
-        if sigma_up > 0:
-            x = x + sigma_up * noise(x)
-    return x
+    """An Euler step down to sigma_down, then fresh noise of std sigma_up, with sigma_down^2 + sigma_up^2 =
+    sigma'^2 and sigma_up = min(sigma', eta * posterior std): DDIM whose noise never exceeds sigma'."""
+    return _ancestral(D, x, sigmas, cond=cond, noise=noise, callback=callback,
+                      noise_std=lambda s, s_next: min(s_next, eta * _posterior_std(s, s_next)))
