@@ -147,3 +147,17 @@ class Conditioning(nn.Module):
         elif cond is not None:
             raise ValueError("cond was given but the network has no classes (num_classes=0)")
         return emb
+
+
+class ClassConditioned:
+    """Mixin for networks whose `config.num_classes` sets their class embedding."""
+
+    @property
+    def num_classes(self) -> int:
+        """Number of real classes (0 = unconditional)."""
+        return self.config.num_classes
+
+    @property
+    def null_class(self) -> int:
+        """Label index meaning "no class" (classifier-free guidance)."""
+        return self.config.num_classes

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .config import require
-from .embedding import EMBEDDINGS, Conditioning
+from .embedding import EMBEDDINGS, ClassConditioned, Conditioning
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class MLPBlock(nn.Module):
         return h + self.fc2(r)
 
 
-class MLP(nn.Module):
+class MLP(ClassConditioned, nn.Module):
     """Residual MLP: x (B, in_dim) or (B, *shape), noise input t (B,), labels (B,) or None.
 
     Image-like inputs are flattened and the output is reshaped back to the input
@@ -81,16 +81,6 @@ class MLP(nn.Module):
         self.out = nn.Sequential(out_norm, nn.SiLU(), nn.Linear(c.hidden, c.output_dim))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of real classes (0 = unconditional)."""
-        return self.config.num_classes
-
-    @property
-    def null_class(self) -> int:
-        """Label index meaning "no class" (classifier-free guidance)."""
-        return self.config.num_classes
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Predict from ``x`` (B, *shape) at noise input ``t`` (B,) with labels ``cond``."""

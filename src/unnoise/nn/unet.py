@@ -11,7 +11,7 @@ from torch import nn
 
 from .blocks import AttentionBlock, Downsample, EmbedSequential, ResBlock, Upsample, conv_nd, group_norm, zero_
 from .config import freeze, require
-from .embedding import EMBEDDINGS, Conditioning
+from .embedding import EMBEDDINGS, ClassConditioned, Conditioning
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class UNetConfig:
         return 4 * self.base_channels
 
 
-class UNet(nn.Module):
+class UNet(ClassConditioned, nn.Module):
     """U-Net: ``forward(x, t, cond=None)`` with x (B, C, *S), t (B,), cond (B,) or None.
 
     Stem conv; down path of ResBlocks (+attention) with strided-conv downsampling;
@@ -147,16 +147,6 @@ class UNet(nn.Module):
                     layers.append(Upsample(ch, c.dims))
                 blocks.append(EmbedSequential(*layers))
         return blocks
-
-    @property
-    def num_classes(self) -> int:
-        """Number of real classes (0 = unconditional)."""
-        return self.config.num_classes
-
-    @property
-    def null_class(self) -> int:
-        """Label index meaning "no class" (classifier-free guidance)."""
-        return self.config.num_classes
 
     def _check_input(self, x: torch.Tensor) -> None:
         c = self.config
