@@ -1,8 +1,6 @@
 """Sampling a trained run: pick the grid, seed every sample, batch the work."""
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
@@ -11,8 +9,7 @@ from pathlib import Path
 
 from .grids import sigma_grid
 from .sample import SAMPLERS, generate, get_sampler
-from .sample.budget import AUTO_CANDIDATES, calibrate_auto
-from .sample.multistep import multistep
+from .sample.budget import auto_solver, calibrate_auto
 from .train.config import RunConfig
 
 # Options each sampler accepts from the command line (`--eta`, `--churn`).
@@ -26,15 +23,13 @@ def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None
     path = None if cache_dir is None else Path(cache_dir) / f"calibration-{steps}.json"
     if path is not None and path.is_file():
         saved = json.loads(path.read_text())
-        return functools.partial(multistep, **AUTO_CANDIDATES[saved["solver"]]), torch.tensor(saved["sigmas"],
-                                                                                              dtype=torch.float64)
-    solver, result = calibrate_auto(denoiser, denoiser.process, steps, config.data_shape, batch=batch, sweeps=4,
-                                    dtype=torch.float32)
-    name = next(k for k, v in AUTO_CANDIDATES.items() if v == solver.keywords)
+        return auto_solver(saved["solver"]), torch.tensor(saved["sigmas"], dtype=torch.float64)
+    name, result = calibrate_auto(denoiser, denoiser.process, steps, config.data_shape, batch=batch, sweeps=4,
+                                  dtype=torch.float32)
     if path is not None:
         path.write_text(json.dumps({"solver": name, "sigmas": result.sigmas.tolist(), "error": result.error,
                                     "start_error": result.start_error, "evaluations": result.evaluations}))
-    return solver, result.sigmas
+    return auto_solver(name), result.sigmas
 
 
 def grid_for(denoiser, config: RunConfig, steps: int | None = None, grid: str | None = None) -> Tensor:

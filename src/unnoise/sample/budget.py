@@ -1,12 +1,14 @@
 """Sampling at a budget of model calls (NFE): how many steps each sampler gets, and on which grid.
 
 `auto` is the default: a predictor-corrector multistep solver whose step grid is calibrated on the
-model itself for the requested budget (see calibrate.py); its order (2 or 3) is the one that
-calibrates better. The calibration is done once per (denoiser, budget, shape) and cached.
+model itself for the requested budget (see calibrate.py); of the candidates (order 2 or 3, last step
+'denoise' or 'midpoint') it keeps the one that calibrates best. The calibration is done once per
+(denoiser, budget, shape) and cached for as long as the denoiser lives.
 """
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import Sequence
 
 import torch
@@ -33,7 +35,7 @@ AUTO_CANDIDATES = {
     "pc3_midpoint": dict(order=3, corrector=True, final="midpoint"),
 }
 SEARCH_UP_TO_NFE = 25  # beyond this the fixed starting grids are already accurate; only pick the best
-_calibrations: dict = {}
+_calibrations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # D -> {(nfe, shape): (name, result)}
 
 
 def steps_for_nfe(name: str, nfe: int) -> int:
@@ -46,37 +48,41 @@ def budget_grid(name: str, process: Process, nfe: int, grid: str | None = None) 
     return sigma_grid(grid or DEFAULT_GRID.get(name, "karras"), process, steps_for_nfe(name, nfe))
 
 
+def auto_solver(name: str) -> functools.partial:
+    """The multistep solver of `auto` candidate `name`."""
+    return functools.partial(multistep, **AUTO_CANDIDATES[name])
+
+
 def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 1024, cond=None,
-                   sweeps: int = 8, dtype=torch.float64, pieces: int = 8) -> tuple[functools.partial, Calibration]:
+                   sweeps: int = 8, dtype=torch.float64, pieces: int = 8) -> tuple[str, Calibration]:
     """Calibrate a grid for each candidate solver (orders 2 and 3, last step 'denoise' or 'midpoint')
     and keep the one with the lowest calibration error."""
     extra = [ddpm_sigmas(process, nfe, "trailing")] if isinstance(process, DiscreteDDPM) and nfe <= process.steps else []
     reference = functools.partial(multistep, order=3, corrector=True)
     best = None
-    for options in AUTO_CANDIDATES.values():
-        solver = functools.partial(multistep, **options)
-        result = calibrate(D, solver, nfe, shape, process.sigma_max, process.sigma_min, reference_solver=reference,
+    for name in AUTO_CANDIDATES:
+        result = calibrate(D, auto_solver(name), nfe, shape, process.sigma_max, process.sigma_min, reference_solver=reference,
                            batch=batch, cond=cond, sweeps=sweeps if nfe <= SEARCH_UP_TO_NFE else 0,
                            extra_starts=extra, dtype=dtype, pieces=pieces)
         if best is None or result.error < best[1].error:
-            best = (solver, result)
+            best = (name, result)
     return best
 
 
 def prepare_budget(name: str, D, *, nfe: int, process: Process, shape: Sequence[int], **options) -> None:
     """Run (and cache) whatever a sampler needs before sampling at this budget: `auto`'s calibration."""
     if name == "auto":
-        key = (id(D), nfe, tuple(shape))
-        if key not in _calibrations:
-            _calibrations[key] = calibrate_auto(D, process, nfe, shape, **options)
+        cache = _calibrations.setdefault(D, {})
+        if (nfe, tuple(shape)) not in cache:
+            cache[(nfe, tuple(shape))] = calibrate_auto(D, process, nfe, shape, **options)
 
 
 def run_budget(name: str, D, x: Tensor, *, nfe: int, process: Process, grid: str | None = None) -> Tensor:
     """Run sampler `name` from x (VE coordinates, at process.sigma_max) within `nfe` model calls."""
     if name == "auto":
         prepare_budget(name, D, nfe=nfe, process=process, shape=tuple(x.shape[1:]))
-        solver, result = _calibrations[(id(D), nfe, tuple(x.shape[1:]))]
-        return solver(D, x, result.sigmas)
+        solver_name, result = _calibrations[D][(nfe, tuple(x.shape[1:]))]
+        return auto_solver(solver_name)(D, x, result.sigmas)
     from . import get_sampler
 
     return get_sampler(name)(D, x, budget_grid(name, process, nfe, grid))
