@@ -1,4 +1,4 @@
-"""`unnoise train | sample | demo`: parse flags -> config -> library call. User errors print one line."""
+"""`unnoise train | sample | eval | demo`: parse flags -> config -> library call. User errors print one line."""
 from __future__ import annotations
 
 import argparse
@@ -43,6 +43,24 @@ def _add_sample(sub) -> None:
     p.add_argument("--save-tensor", type=Path, help="also save the raw samples as .safetensors")
 
 
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained run (--nll: bits/dim by the VLB and the ODE)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--nll", action="store_true", help="negative log-likelihood in bits/dim (both estimates)")
+    p.add_argument("--n", type=int, default=256, help="data points to evaluate")
+    p.add_argument("--split", help="dataset split to evaluate (e.g. test for built-in digits)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--vlb-variance", choices=["fixed_large", "fixed_small", "learned"],
+                   help="reverse variance for the bound (default: the model's learned one)")
+    p.add_argument("--divergence", default="auto", choices=["auto", "exact", "hutchinson"])
+    p.add_argument("--draws", type=int, default=2, help="Hutchinson probe draws per data point")
+    p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--weights", default="ema", choices=["ema", "model"])
+    p.add_argument("--out", type=Path, help="output JSON (default RUN_DIR/eval_nll.json)")
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train on built-in digits, then sample a grid")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -55,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_sample(sub)
+    _add_eval(sub)
     _add_demo(sub)
     return parser
 
@@ -89,6 +108,19 @@ def cmd_sample(args) -> None:
     sample_command(args)
 
 
+def cmd_eval(args) -> None:
+    from .eval.nll import evaluate_nll
+
+    if not args.nll:
+        raise UnnoiseError("nothing to evaluate: pass --nll")
+    result = evaluate_nll(args.run_dir, n=args.n, seed=args.seed, split=args.split, batch=args.batch,
+                          vlb_variance=args.vlb_variance, divergence=args.divergence, draws=args.draws,
+                          rtol=args.rtol, atol=args.atol, weights=args.weights)
+    out = args.out or Path(args.run_dir) / "eval_nll.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result))
+
+
 def cmd_demo(args) -> None:
     from .sample_cli import sample_to_files
     from .train.config import config_from_dict
@@ -110,7 +142,7 @@ def cmd_demo(args) -> None:
     print(f"demo done: samples in {grid}, trajectory in {args.out / 'demo_trajectory.gif'}")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}
 
 
 def main(argv=None) -> int:

@@ -82,7 +82,7 @@ def _check_steps(n: int) -> None:
 
 # ----------------------------------------------------------------------------- training densities
 
-DENSITIES = ("uniform", "lognormal")
+DENSITIES = ("uniform", "lognormal", "importance")
 
 
 def sample_training_t(
@@ -98,6 +98,8 @@ def sample_training_t(
     if density == "lognormal":
         sigma = (torch.randn(n, generator=generator, dtype=torch.float64) * p_std + p_mean).exp()
         return process.t_of_sigma(sigma)
+    if density == "importance":
+        raise ValueError("density 'importance' draws t from a loss history: use train.timesteps.LossAwareTimesteps")
     if density != "uniform":
         raise unknown_name("training density", density, DENSITIES)
     u = torch.rand(n, generator=generator, dtype=torch.float64)

@@ -5,8 +5,13 @@ space with the factor k^2 from `param.x0_error_scales`:
   none      plain MSE on the network's own target (L_simple of Ho et al. 2020 for eps)
   min_snr   lambda = min(SNR, gamma)                                   (Hang et al. 2023)
   edm       lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2   (Eq. 8 / Table 1, Karras et al. 2022)
+A model with learned variances (discrete DDPM chain) adds the hybrid term of Nichol & Dhariwal 2021,
+L_hybrid = L_simple + lambda L_vlb with L_vlb = T * L_t (bits/dim) at the sampled step t, through the
+variance output only: the mean enters L_t with a stop-gradient (their Sec. 3.1).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -38,12 +43,36 @@ def denoising_loss(
     cond=None,
     weighting: str = "none",
     gamma: float = 5.0,
+    vlb_weight: float = 0.0,
+    levels: int | None = None,
 ) -> Tensor:
-    """Per-sample weighted MSE between the network output at x_t ~ q(x_t | x0) and its target."""
+    """Per-sample weighted MSE between the network output at x_t ~ q(x_t | x0) and its target, plus
+    vlb_weight * T * L_t (bits/dim) for a model with learned variances (`levels`: the data's
+    quantization levels for the decoder term at t = 0, None for continuous data)."""
     alpha, s = denoiser.process.alpha_s(t)
     alpha, s = alpha.to(x0.device), s.to(x0.device)
     x_in, noise_in = denoiser.network_input(x0, noise, alpha, s)
-    out = denoiser.net(x_in, noise_in, cond)
+    out, v = denoiser.split_output(denoiser.net(x_in, noise_in, cond), x0)
     target = denoiser.target(x0, noise, alpha, s)
     mse = (out - target).pow(2).flatten(1).mean(1)
-    return mse * loss_weight(denoiser, alpha, s, weighting, gamma).to(mse.dtype)
+    loss = mse * loss_weight(denoiser, alpha, s, weighting, gamma).to(mse.dtype)
+    if vlb_weight > 0:
+        loss = loss + vlb_weight * denoiser.process.steps * vlb_bits(denoiser, x0, x_in, t, out.detach(), v, levels)
+    return loss
+
+
+def vlb_bits(denoiser: Denoiser, x0: Tensor, x_t: Tensor, t: Tensor, out: Tensor, v: Tensor,
+             levels: int | None) -> Tensor:
+    """Per-sample L_t in bits/dim at VP state x_t, integer steps t, from the network's (detached)
+    prediction `out` and variance output v."""
+    from .vlb import chain_log_variance, reverse_terms
+
+    process = denoiser.process
+    sigma = process.sigma(t)
+    alpha, _ = process.coefficients(sigma)
+    x_ve = x_t / alpha.to(x_t.dtype).reshape((-1,) + (1,) * (x_t.dim() - 1))
+    x0_hat = denoiser.to_x0(out, x_ve, sigma)
+    log_var = chain_log_variance(process, t, "learned", v, like=x0)
+    bin_width = None if levels is None else 2.0 / (levels - 1)
+    nats = reverse_terms(process, x0, x_t, t, x0_hat, log_var, bin_width)
+    return (nats.flatten(1).mean(1) / math.log(2)).to(x0.dtype)

@@ -29,7 +29,8 @@ def _expand(c: Tensor, like: Tensor) -> Tensor:
 class Denoiser(nn.Module):
     """D(x, sigma, cond) -> x0_hat for `net(x_in, noise_input, cond)` trained with `prediction`."""
 
-    def __init__(self, net: nn.Module, process: Process, prediction: str = "eps", sigma_data: float = 0.5):
+    def __init__(self, net: nn.Module, process: Process, prediction: str = "eps", sigma_data: float = 0.5,
+                 learned_variance: bool = False):
         super().__init__()
         if prediction not in PREDICTIONS:
             raise unknown_name("prediction", prediction, PREDICTIONS)
@@ -37,6 +38,8 @@ class Denoiser(nn.Module):
         self.process = process
         self.prediction = prediction
         self.sigma_data = sigma_data
+        # the network also emits v in [-1, 1] per element: the reverse variance (vlb.learned_log_variance)
+        self.learned_variance = learned_variance
 
     def edm_coefficients(self, sigma: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """c_skip, c_out, c_in, c_noise of Table 1, Karras et al. 2022 (c_noise scaled by 1000)."""
@@ -57,10 +60,22 @@ class Denoiser(nn.Module):
         return x * _expand(alpha, x), self.process.noise_input(sigma).to(x.dtype)
 
     def forward(self, x: Tensor, sigma: Tensor, cond=None) -> Tensor:
+        return self.denoise_with_variance(x, sigma, cond)[0]
+
+    def denoise_with_variance(self, x: Tensor, sigma: Tensor, cond=None) -> tuple[Tensor, Tensor | None]:
+        """(x0 estimate, the variance output v or None) in one network call."""
         sigma = _as_batch(sigma, x)
         x_in, noise_in = self.network_io(x, sigma)
-        out = self.net(x_in, noise_in, cond)
-        return self.to_x0(out, x, sigma)
+        out, v = self.split_output(self.net(x_in, noise_in, cond), x)
+        return self.to_x0(out, x, sigma), v
+
+    def split_output(self, out: Tensor, like: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The prediction and (with learned variance) the variance output, each shaped like `like`:
+        (B, 2C, ...) or (B, 2D) -> two of (B, C, ...) or (B, D)."""
+        if not self.learned_variance:
+            return out, None
+        halves = out.reshape(out.shape[0], 2, -1)
+        return halves[:, 0].reshape(like.shape), halves[:, 1].reshape(like.shape)
 
     def to_x0(self, out: Tensor, x: Tensor, sigma: Tensor) -> Tensor:
         """Convert the network output at VE state x, level sigma, to the x0 estimate."""
@@ -100,6 +115,13 @@ class Denoiser(nn.Module):
         x_p = _expand(alpha, x0) * x0 + _expand(s, x0) * noise
         sigma = s / alpha  # may be inf at the top of a zero-terminal-SNR chain; noise_input handles it
         return x_p, self.process.noise_input(sigma).to(x0.dtype)
+
+
+def model_dtype(D, default: torch.dtype) -> torch.dtype:
+    """The dtype D's parameters compute in (`default` for parameter-free denoisers such as exact ones)."""
+    parameters = getattr(D, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    return default if first is None else first.dtype
 
 
 def _as_batch(sigma, x: Tensor) -> Tensor:

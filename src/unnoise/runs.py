@@ -14,20 +14,42 @@ from .train.checkpoint import checkpoint_dir, load_weights
 from .train.config import RunConfig, config_from_dict
 
 
-def resolve_config(config: RunConfig, shape: tuple, num_classes: int) -> RunConfig:
+def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: int = 0) -> RunConfig:
     """Fill the network's input size and classes from the data, so the saved config is complete."""
+    check_variance_options(config)
     options = dict(config.model.network_options)
+    outputs = 2 if config.model.learned_variance else 1  # the variance output doubles the channels
     if config.model.network == "unet":
         options.setdefault("in_channels", shape[0])
         options.setdefault("image_size", shape[-1])
+        if outputs > 1:
+            options.setdefault("out_channels", outputs * options["in_channels"])
     elif config.model.network == "mlp":
         options.setdefault("in_dim", math.prod(shape))
+        if outputs > 1:
+            options.setdefault("out_dim", outputs * options["in_dim"])
     if config.model.class_conditional:
         if num_classes == 0:
             raise UnnoiseError(f"model.class_conditional: dataset {config.data.name!r} has no labels")
         options.setdefault("num_classes", num_classes)
     model = dataclasses.replace(config.model, network_options=options)
-    return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes)
+    return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes,
+                               data_levels=levels)
+
+
+def check_variance_options(config: RunConfig) -> None:
+    """Learned variances, the hybrid loss and importance-sampled t live on the discrete DDPM chain."""
+    m, t = config.model, config.train
+    needs_chain = [name for name, on in (("model.learned_variance", m.learned_variance),
+                                         ("train.density=importance", t.density == "importance")) if on]
+    if needs_chain and m.process != "ddpm":
+        raise UnnoiseError(f"{needs_chain[0]} needs model.process=ddpm (the discrete chain), got {m.process!r}")
+    if m.learned_variance and m.prediction == "edm":
+        raise UnnoiseError("model.learned_variance needs model.prediction eps, x0 or v, got 'edm'")
+    if t.vlb_weight < 0:
+        raise UnnoiseError(f"train.vlb_weight must be >= 0, got {t.vlb_weight}")
+    if t.vlb_weight > 0 and not m.learned_variance:
+        raise UnnoiseError("train.vlb_weight > 0 (the hybrid loss) needs model.learned_variance=true")
 
 
 def build_denoiser(config: RunConfig) -> Denoiser:
@@ -35,7 +57,7 @@ def build_denoiser(config: RunConfig) -> Denoiser:
     m = config.model
     net = build_network(m.network, dict(m.network_options))
     process = make_process(m.process, **m.process_options)
-    return Denoiser(net, process, m.prediction, m.sigma_data)
+    return Denoiser(net, process, m.prediction, m.sigma_data, m.learned_variance)
 
 
 def read_run_config(run_dir: Path) -> RunConfig:

@@ -77,6 +77,7 @@ class ArrayDataset(Dataset):
         self.name = name
         self.class_names = self._default_class_names(class_names)
         self.skipped: list[str] = []
+        self.levels = 0  # quantization levels on [-1, 1] (256 for 8-bit pixels); 0: continuous values
         self._no_label = torch.tensor(-1, dtype=torch.long)
 
     def _checked_labels(self, labels: torch.Tensor, name: str) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Sampling at a budget of model calls (NFE): how many steps each sampler gets, and on which grid.
 
 `auto` is the default: a predictor-corrector multistep solver whose step grid is calibrated on the
-model itself for the requested budget (see calibrate.py); of the candidates (order 2 or 3, last step
+model itself for the requested budget on a stratified batch of trajectories (see calibrate.py); of the candidates (order 2 or 3, last step
 'denoise' or 'midpoint') it keeps the one that calibrates best. The calibration is done once per
 (denoiser, budget, shape) and cached for as long as the denoiser lives.
 """
@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..grids import ddpm_sigmas, sigma_grid
 from ..process import DiscreteDDPM, Process
-from .calibrate import Calibration, calibrate
+from .calibrate import Calibration, calibrate, calibration_batch
 from .multistep import multistep
 
 # Samplers that are deterministic functions of the starting noise.
@@ -53,17 +53,20 @@ def auto_solver(name: str) -> functools.partial:
     return functools.partial(multistep, **AUTO_CANDIDATES[name])
 
 
-def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 1024, cond=None,
-                   sweeps: int = 8, dtype=torch.float64, pieces: int = 8) -> tuple[str, Calibration]:
-    """Calibrate a grid for each candidate solver (orders 2 and 3, last step 'denoise' or 'midpoint')
-    and keep the one with the lowest calibration error."""
+def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 1024,
+                   sweeps: int = 8, dtype=torch.float64, pieces: int = 8,
+                   pool_factor: int = 8) -> tuple[str, Calibration]:
+    """Calibrate a grid for each candidate solver (orders 2 and 3, last step 'denoise' or 'midpoint') on
+    one stratified calibration batch, and keep the one with the lowest calibration error."""
     extra = [ddpm_sigmas(process, nfe, "trailing")] if isinstance(process, DiscreteDDPM) and nfe <= process.steps else []
     reference = functools.partial(multistep, order=3, corrector=True)
+    prepared = calibration_batch(D, shape, nfe, process.sigma_max, process.sigma_min, reference_solver=reference,
+                                 batch=batch, pool_factor=pool_factor, dtype=dtype)
     best = None
     for name in AUTO_CANDIDATES:
-        result = calibrate(D, auto_solver(name), nfe, shape, process.sigma_max, process.sigma_min, reference_solver=reference,
-                           batch=batch, cond=cond, sweeps=sweeps if nfe <= SEARCH_UP_TO_NFE else 0,
-                           extra_starts=extra, dtype=dtype, pieces=pieces)
+        result = calibrate(D, auto_solver(name), nfe, shape, process.sigma_max, process.sigma_min,
+                           reference_solver=reference, sweeps=sweeps if nfe <= SEARCH_UP_TO_NFE else 0,
+                           extra_starts=extra, dtype=dtype, pieces=pieces, prepared=prepared)
         if best is None or result.error < best[1].error:
             best = (name, result)
     return best

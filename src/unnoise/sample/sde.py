@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from .noise import default_noise
@@ -48,8 +49,32 @@ def ddim(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None, 
 
 
 def ddpm_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None) -> Tensor:
-    """Ancestral sampling from the exact posterior q(x_{t-1} | x_t, x0 = D(x_t)) expressed in sigma."""
+    """Ancestral sampling from the posterior q(x_{t-1} | x_t, x0 = D(x_t)) expressed in sigma; a denoiser
+    with learned variances (D.learned_variance) sets each step's variance itself."""
+    if getattr(D, "learned_variance", False):
+        return _learned_variance_ancestral(D, x, sigmas, cond=cond, noise=noise, callback=callback)
     return ddim(D, x, sigmas, cond=cond, noise=noise, callback=callback, eta=1.0)
+
+
+def _learned_variance_ancestral(D, x: Tensor, sigmas: Tensor, *, cond, noise, callback) -> Tensor:
+    """Posterior mean x0 + (sigma'^2 / sigma^2)(x - x0) plus noise whose VP variance interpolates the
+    step's beta and beta~ by the network's v (Eq. 15, Nichol & Dhariwal 2021), for any grid of a VP
+    process (the step's betas from its two levels, as in their respacing); VE variance = VP variance *
+    (1 + sigma'^2)."""
+    from ..vlb import learned_log_variance, step_log_betas
+
+    noise = noise or default_noise
+    for i, (sigma, sigma_next) in enumerate(zip(sigmas[:-1].tolist(), sigmas[1:].tolist())):
+        x0, v = D.denoise_with_variance(x, torch.full((x.shape[0],), sigma, dtype=torch.float64), cond)
+        if callback is not None:
+            callback(i, sigma, x, x0)
+        if sigma_next == 0:
+            return x0.to(x.dtype)
+        log_beta, log_tilde = step_log_betas(torch.tensor(sigma), torch.tensor(sigma_next))
+        log_var = learned_log_variance(v.double(), log_beta, log_tilde) + math.log1p(sigma_next**2)
+        mean = x0 + (sigma_next**2 / sigma**2) * (x - x0)
+        x = (mean + (0.5 * log_var).exp() * noise(x)).to(x.dtype)
+    return x
 
 
 def euler_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None,

@@ -28,6 +28,7 @@ class ModelConfig:
     prediction: str = "eps"
     sigma_data: float = 0.5
     class_conditional: bool = False
+    learned_variance: bool = False  # the network also emits the reverse variance (discrete DDPM only)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     weighting: str = "none"
     min_snr_gamma: float = 5.0
-    density: str = "uniform"
+    density: str = "uniform"  # or "lognormal", or "importance" (loss-aware t, discrete DDPM only)
+    vlb_weight: float = 0.0  # lambda of the hybrid loss L_simple + lambda L_vlb (0.001 in Nichol & Dhariwal)
     p_mean: float = -1.2
     p_std: float = 1.2
     seed: int = 0
@@ -68,6 +70,7 @@ class RunConfig:
     sample: SampleConfig = SampleConfig()
     data_shape: tuple = ()
     num_classes: int = 0
+    data_levels: int = 0  # quantization levels of the data on [-1, 1] (0: continuous)
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
@@ -76,11 +79,12 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "sam
 def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     """Build a RunConfig from nested dicts, naming any unknown section or field."""
     d = dict(d)
-    unknown = [k for k in d if k not in SECTIONS and k not in ("data_shape", "num_classes")]
+    unknown = [k for k in d if k not in SECTIONS and k not in ("data_shape", "num_classes", "data_levels")]
     if unknown:
         raise UnnoiseError(f"{where}: unknown section {unknown[0]!r}; valid: {', '.join(SECTIONS)}")
     parts = {k: build_dataclass(cls, d.get(k, {}), f"{where}.{k}") for k, cls in SECTIONS.items()}
-    return RunConfig(**parts, data_shape=tuple(d.get("data_shape", ())), num_classes=int(d.get("num_classes", 0)))
+    return RunConfig(**parts, data_shape=tuple(d.get("data_shape", ())), num_classes=int(d.get("num_classes", 0)),
+                     data_levels=int(d.get("data_levels", 0)))
 
 
 def config_to_dict(config: RunConfig) -> dict:

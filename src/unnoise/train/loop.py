@@ -20,6 +20,7 @@ from .checkpoint import checkpoint_dir, load_training_state, load_weights, save_
 from .config import RunConfig, config_to_dict
 from .ema import EMA
 from .progress import Progress
+from .timesteps import LossAwareTimesteps
 
 log = logging.getLogger("unnoise.train")
 
@@ -68,13 +69,15 @@ class Trainer:
             torch.set_num_threads(self.tc.threads)
         torch.manual_seed(self.tc.seed)
         dataset = load_dataset(config.data.name, **config.data.options)
-        self.config = resolve_config(config, dataset.shape, dataset.num_classes)
+        self.config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0))
         self.denoiser = build_denoiser(self.config)
         self.model = self.denoiser.net
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
         self.ema = EMA(self.model, self.tc.ema_decay)
         self.batches = Batches(dataset, self.tc.batch_size, self.tc.seed)
         self.noise_gen = torch.Generator().manual_seed(self.tc.seed + 1)
+        self.timesteps = (LossAwareTimesteps(self.denoiser.process.steps) if self.tc.density == "importance"
+                          else None)
         self.step, self.images_seen, self.last_checkpoint = 0, 0, None
         log.info("data: %s", dataset.describe())
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -85,8 +88,9 @@ class Trainer:
     # --------------------------------------------------------------------------------- checkpoints
 
     def _rng_state(self) -> dict:
-        return {"torch": torch.get_rng_state(), "noise": self.noise_gen.get_state(),
-                "data": self.batches.generator.get_state(), "order": self.batches.order.clone()}
+        state = {"torch": torch.get_rng_state(), "noise": self.noise_gen.get_state(),
+                 "data": self.batches.generator.get_state(), "order": self.batches.order.clone()}
+        return {**state, **(self.timesteps.state() if self.timesteps is not None else {})}
 
     def save(self) -> Path:
         state = {"step": self.step, "images_seen": self.images_seen, "data_position": self.batches.position}
@@ -106,6 +110,8 @@ class Trainer:
         self.noise_gen.set_state(rng["noise"])
         self.batches.generator.set_state(rng["data"])
         self.batches.order, self.batches.position = rng["order"], state["data_position"]
+        if self.timesteps is not None:
+            self.timesteps.load(rng)
         self.last_checkpoint = f"{ckpt} (step {self.step})"
         log.info("resumed from %s", self.last_checkpoint)
 
@@ -115,10 +121,19 @@ class Trainer:
         tc = self.tc
         x0, labels = self.batches.next()
         cond = labels if self.config.model.class_conditional else None
-        t = sample_training_t(self.denoiser.process, len(x0), self.noise_gen, tc.density, tc.p_mean, tc.p_std)
+        if self.timesteps is not None:
+            t, weights = self.timesteps.sample(len(x0), self.noise_gen)
+        else:
+            t = sample_training_t(self.denoiser.process, len(x0), self.noise_gen, tc.density, tc.p_mean, tc.p_std)
+            weights = None
         noise = torch.randn(x0.shape, generator=self.noise_gen)
-        loss = denoising_loss(self.denoiser, x0, t, noise, cond=cond, weighting=tc.weighting,
-                              gamma=tc.min_snr_gamma).mean()
+        losses = denoising_loss(self.denoiser, x0, t, noise, cond=cond, weighting=tc.weighting,
+                                gamma=tc.min_snr_gamma, vlb_weight=tc.vlb_weight,
+                                levels=self.config.data_levels or None)
+        if self.timesteps is not None:
+            self.timesteps.update(t, losses)
+            losses = losses * weights.to(losses.dtype)
+        loss = losses.mean()
         if not torch.isfinite(loss):
             raise UnnoiseError(
                 f"loss is {loss.item()} at step {self.step + 1} (batch mean {x0.mean():.4g}, std {x0.std():.4g}); "
@@ -146,7 +161,7 @@ class Trainer:
 
     def ema_denoiser(self) -> Denoiser:
         d = self.denoiser
-        return Denoiser(self.ema.model, d.process, d.prediction, d.sigma_data)
+        return Denoiser(self.ema.model, d.process, d.prediction, d.sigma_data, d.learned_variance)
 
     def run(self) -> dict:
         tc = self.tc
