@@ -106,3 +106,11 @@ def test_normal_kl_closed_form():
     f64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     kl = normal_kl(f64(1.0), f64(math.log(2.0)), f64(0.0), f64(0.0))  # KL(N(1, 2) || N(0, 1))
     assert math.isclose(float(kl), 0.5 * (2.0 + 1.0 - 1.0 - math.log(2.0)), rel_tol=1e-12)
+
+
+def test_discretized_gaussian_gradients_stay_finite_far_from_the_data():
+    grid = torch.linspace(-1, 1, 17).repeat(3)
+    mean = (grid + torch.tensor([5.0, -5.0, 0.0]).repeat_interleave(17)).requires_grad_(True)
+    log_var = torch.full_like(grid, -2.0, requires_grad=True)
+    discretized_gaussian_nll(grid, mean, log_var, 2 / 16).sum().backward()
+    assert torch.isfinite(mean.grad).all() and torch.isfinite(log_var.grad).all()

@@ -55,11 +55,17 @@ def discretized_gaussian_nll(x: Tensor, mean: Tensor, log_var: Tensor, bin_width
     # log(Phi(upper) - Phi(lower)), computed on the side of the mean where it does not cancel
     log_mass = torch.where(
         lower > 0,
-        log_survival_lower + torch.log1p(-torch.exp(torch.special.log_ndtr(-upper) - log_survival_lower)),
-        log_cdf_upper + torch.log1p(-torch.exp(torch.special.log_ndtr(lower) - log_cdf_upper)))
+        log_survival_lower + _log1m_exp(torch.special.log_ndtr(-upper) - log_survival_lower),
+        log_cdf_upper + _log1m_exp(torch.special.log_ndtr(lower) - log_cdf_upper))
     edge = 1e-3 * bin_width
     log_mass = torch.where(x < -1 + edge, log_cdf_upper, torch.where(x > 1 - edge, log_survival_lower, log_mass))
     return -log_mass
+
+
+def _log1m_exp(d: Tensor) -> Tensor:
+    """log(1 - e^d) for d < 0, kept finite (with finite gradients) where d rounds to 0: torch.where
+    differentiates both branches, and the branch it discards may sit there."""
+    return torch.log1p(-torch.exp(d.clamp(max=-1e-6)))
 
 
 # ----------------------------------------------------------------------------- reverse-step variances
