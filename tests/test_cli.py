@@ -112,3 +112,10 @@ def test_imagefolder_errors_and_skips(capsys, caplog, tmp_path):
 def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "unnoise", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "train" in proc.stdout and "sample" in proc.stdout
+
+
+def test_default_sampler_is_the_calibrated_auto(toy_run, tmp_path, capsys):
+    out = tmp_path / "default.png"
+    assert main(["sample", str(toy_run), "--steps", "4", "--n", "8", "--out", str(out)]) == 0
+    assert out.is_file() and (toy_run / "calibration-4.json").is_file()
+    _user_error(capsys, ["sample", str(toy_run), "--grid", "karras"], "--grid does not apply to sampler 'auto'")

@@ -29,8 +29,8 @@ def _add_sample(sub) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--sampler", help="auto (grid calibrated on the model for the budget, cached in the run), "
                    "dpmpp_2m, dpmpp_3m, pc_multistep, heun, euler, ddim, ddpm, euler_ancestral, dpmpp_2m_sde, "
-                   "langevin_pc, annealed_langevin (default: the run's)")
-    p.add_argument("--steps", type=int, help="number of sampler steps (for auto: model calls)")
+                   "langevin_pc, annealed_langevin (default: auto, the most accurate at the budget)")
+    p.add_argument("--steps", type=int, help="number of sampler steps (for auto: model calls; default: the run's)")
     p.add_argument("--grid", help="sigma grid: karras, log_snr, ddpm")
     p.add_argument("--n", type=int, default=64, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample (sample i uses seed + i)")

@@ -65,12 +65,10 @@ def vlb_bits(denoiser: Denoiser, x0: Tensor, x_t: Tensor, t: Tensor, out: Tensor
              levels: int | None) -> Tensor:
     """Per-sample L_t in bits/dim at VP state x_t, integer steps t, from the network's (detached)
     prediction `out` and variance output v."""
-    from .vlb import chain_log_variance, reverse_terms
+    from .vlb import chain_log_variance, chain_to_ve, reverse_terms
 
     process = denoiser.process
-    sigma = process.sigma(t)
-    alpha, _ = process.coefficients(sigma)
-    x_ve = x_t / alpha.to(x_t.dtype).reshape((-1,) + (1,) * (x_t.dim() - 1))
+    x_ve, sigma = chain_to_ve(process, x_t, t)
     x0_hat = denoiser.to_x0(out, x_ve, sigma)
     log_var = chain_log_variance(process, t, "learned", v, like=x0)
     bin_width = None if levels is None else 2.0 / (levels - 1)

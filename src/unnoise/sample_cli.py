@@ -7,6 +7,7 @@ import torch
 
 from .errors import UnnoiseError, unknown_name
 from .runs import load_run
+from .sample.budget import DEFAULT_SAMPLER
 from .sampling import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
 
 
@@ -34,9 +35,12 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
                     save_tensor: Path | None = None) -> torch.Tensor:
     """Sample a run and write the grid (and optional trajectory GIF / raw tensor); returns the samples."""
     denoiser, config = load_run(run_dir, weights)
-    sampler = sampler or config.sample.sampler
+    sampler = sampler or DEFAULT_SAMPLER
     if sampler not in SAMPLER_NAMES:
         raise unknown_name("sampler", sampler, SAMPLER_NAMES)
+    if sampler == "auto" and grid is not None:
+        raise UnnoiseError("--grid does not apply to sampler 'auto' (it calibrates its own grid); "
+                           "name a sampler with --sampler to use a fixed grid")
     options = _sampler_options(sampler, eta, churn)
     cond = None
     if class_label is not None:

@@ -200,12 +200,17 @@ def _term_at(model, process: DiscreteDDPM, x0: Tensor, t: Tensor, variance: str,
     return reverse_terms(process, x0, x_t, t, x0_hat, log_var, bin_width)
 
 
-def model_reverse(model, x_t: Tensor, t: Tensor, cond=None) -> tuple[Tensor, Tensor | None]:
-    """The model's x0 estimate (and variance output v, or None) at VP state x_t, integer steps t."""
-    process = model.process
+def chain_to_ve(process: DiscreteDDPM, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """(VE state x_t / sqrt(alpha_bar_t), sigma_t) of the chain's state x_t at integer steps t."""
     sigma = process.sigma(t)
     alpha, _ = process.coefficients(sigma)
-    x_ve = (x_t / alpha.to(x_t.dtype).reshape((-1,) + (1,) * (x_t.dim() - 1))).to(model_dtype(model, x_t.dtype))
+    return x_t / alpha.to(x_t.dtype).reshape((-1,) + (1,) * (x_t.dim() - 1)), sigma
+
+
+def model_reverse(model, x_t: Tensor, t: Tensor, cond=None) -> tuple[Tensor, Tensor | None]:
+    """The model's x0 estimate (and variance output v, or None) at VP state x_t, integer steps t."""
+    x_ve, sigma = chain_to_ve(model.process, x_t, t)
+    x_ve = x_ve.to(model_dtype(model, x_t.dtype))
     if getattr(model, "learned_variance", False):
         x0, v = model.denoise_with_variance(x_ve, sigma, cond)
         return x0.double(), v.double()
