@@ -1,9 +1,9 @@
 """Sampling at a budget of model calls (NFE): how many steps each sampler gets, and on which grid.
 
 `auto` is the default: a predictor-corrector multistep solver whose step grid is calibrated on the
-model itself for the requested budget on a stratified batch of trajectories (see calibrate.py); of the candidates (order 2 or 3, last step
-'denoise' or 'midpoint') it keeps the one that calibrates best. The calibration is done once per
-(denoiser, budget, shape) and cached for as long as the denoiser lives.
+model itself for the requested budget, on a stratified batch of trajectories (see calibrate.py); of the
+candidates (order 2 or 3, last step 'denoise' or 'midpoint') it keeps the one that calibrates best.
+The calibration is done once per (denoiser, budget, shape) and cached for as long as the denoiser lives.
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch
                    pool_factor: int = 8) -> tuple[str, Calibration]:
     """Calibrate a grid for each candidate solver (orders 2 and 3, last step 'denoise' or 'midpoint') on
     one stratified calibration batch, and keep the one with the lowest calibration error."""
-    extra = [ddpm_sigmas(process, nfe, "trailing")] if isinstance(process, DiscreteDDPM) and nfe <= process.steps else []
+    discrete = isinstance(process, DiscreteDDPM) and nfe <= process.steps
+    extra = [ddpm_sigmas(process, nfe, "trailing")] if discrete else []
     reference = functools.partial(multistep, order=3, corrector=True)
     prepared = calibration_batch(D, shape, nfe, process.sigma_max, process.sigma_min, reference_solver=reference,
                                  batch=batch, pool_factor=pool_factor, dtype=dtype)
