@@ -16,7 +16,7 @@ from .train.config import RunConfig, config_from_dict
 
 def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: int = 0) -> RunConfig:
     """Fill the network's input size and classes from the data, so the saved config is complete."""
-    check_variance_options(config)
+    check_options(config)
     options = dict(config.model.network_options)
     outputs = 2 if config.model.learned_variance else 1  # the variance output doubles the channels
     if config.model.network == "unet":
@@ -37,9 +37,17 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
                                data_levels=levels)
 
 
-def check_variance_options(config: RunConfig) -> None:
-    """Learned variances, the hybrid loss and importance-sampled t live on the discrete DDPM chain."""
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_options(config: RunConfig) -> None:
+    """Cross-field checks: learned variances, the hybrid loss and importance-sampled t live on the
+    discrete DDPM chain; precision and accumulation have fixed choices."""
     m, t = config.model, config.train
+    if t.precision not in PRECISIONS:
+        raise UnnoiseError(f"train.precision: unknown {t.precision!r}; valid: {', '.join(PRECISIONS)}")
+    if not isinstance(t.grad_accum, int) or t.grad_accum < 1:
+        raise UnnoiseError(f"train.grad_accum must be an integer >= 1, got {t.grad_accum!r}")
     needs_chain = [name for name, on in (("model.learned_variance", m.learned_variance),
                                          ("train.density=importance", t.density == "importance")) if on]
     if needs_chain and m.process != "ddpm":

@@ -40,6 +40,8 @@ class TrainConfig:
     warmup_steps: int = 100
     lr_schedule: str = "constant"  # or "cosine"
     grad_clip: float = 1.0
+    grad_accum: int = 1  # micro-batches per step (per rank); batch_size stays the global batch
+    precision: str = "fp32"  # or "bf16": autocast of the network to bfloat16, fp32 master weights
     ema_decay: float = 0.999
     weighting: str = "none"
     min_snr_gamma: float = 5.0

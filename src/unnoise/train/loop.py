@@ -1,6 +1,7 @@
 """The training loop: AdamW, EMA, warm-up, progress, sample grids, atomic checkpoints, exact resume."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -20,6 +21,7 @@ from .checkpoint import checkpoint_dir, load_training_state, load_weights, save_
 from .config import RunConfig, config_to_dict
 from .ema import EMA
 from .progress import Progress
+from .distributed import Distributed
 from .timesteps import LossAwareTimesteps
 
 log = logging.getLogger("unnoise.train")
@@ -72,6 +74,11 @@ class Trainer:
         self.config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0))
         self.denoiser = build_denoiser(self.config)
         self.model = self.denoiser.net
+        self.dist = Distributed.from_env()
+        self.dist.check_batch(self.tc.batch_size, self.tc.grad_accum)
+        self.train_net = self.dist.wrap(self.model)  # DDP averages gradients over ranks
+        d = self.denoiser
+        self.train_denoiser = Denoiser(self.train_net, d.process, d.prediction, d.sigma_data, d.learned_variance)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
         self.ema = EMA(self.model, self.tc.ema_decay)
         self.batches = Batches(dataset, self.tc.batch_size, self.tc.seed)
@@ -79,9 +86,11 @@ class Trainer:
         self.timesteps = (LossAwareTimesteps(self.denoiser.process.steps) if self.tc.density == "importance"
                           else None)
         self.step, self.images_seen, self.last_checkpoint = 0, 0, None
-        log.info("data: %s", dataset.describe())
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / "config.json", config_to_dict(self.config))
+        if self.dist.main:
+            log.info("data: %s", dataset.describe())
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", config_to_dict(self.config))
+        self.dist.barrier()
         if resume:
             self._restore()
 
@@ -93,9 +102,13 @@ class Trainer:
         return {**state, **(self.timesteps.state() if self.timesteps is not None else {})}
 
     def save(self) -> Path:
+        """Rank 0 writes the checkpoint (every rank holds the same state); the others wait for it."""
         state = {"step": self.step, "images_seen": self.images_seen, "data_position": self.batches.position}
-        path = save_checkpoint(self.run_dir, model=self.model, ema=self.ema, optimizer=self.optimizer,
-                               rng=self._rng_state(), state=state, config=config_to_dict(self.config))
+        path = self.run_dir / "checkpoint"
+        if self.dist.main:
+            path = save_checkpoint(self.run_dir, model=self.model, ema=self.ema, optimizer=self.optimizer,
+                                   rng=self._rng_state(), state=state, config=config_to_dict(self.config))
+        self.dist.barrier()
         self.last_checkpoint = f"{path} (step {self.step})"
         return path
 
@@ -117,38 +130,62 @@ class Trainer:
 
     # --------------------------------------------------------------------------------- training
 
-    def train_step(self) -> float:
+    def _draw_t(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         tc = self.tc
+        if self.timesteps is not None:
+            return self.timesteps.sample(n, self.noise_gen)
+        return sample_training_t(self.denoiser.process, n, self.noise_gen, tc.density, tc.p_mean, tc.p_std), None
+
+    def train_step(self) -> float:
+        """One optimizer step on the global batch: drawn identically on every rank, each rank trains on
+        its slice, in `grad_accum` micro-batches whose gradients add up to the full slice's."""
+        tc, dist = self.tc, self.dist
         x0, labels = self.batches.next()
-        cond = labels if self.config.model.class_conditional else None
-        if self.timesteps is not None:
-            t, weights = self.timesteps.sample(len(x0), self.noise_gen)
-        else:
-            t = sample_training_t(self.denoiser.process, len(x0), self.noise_gen, tc.density, tc.p_mean, tc.p_std)
-            weights = None
+        t, weights = self._draw_t(len(x0))
         noise = torch.randn(x0.shape, generator=self.noise_gen)
-        losses = denoising_loss(self.denoiser, x0, t, noise, cond=cond, weighting=tc.weighting,
-                                gamma=tc.min_snr_gamma, vlb_weight=tc.vlb_weight,
-                                levels=self.config.data_levels or None)
+        global_t = t
+        x0, t, noise = dist.shard(x0), dist.shard(t), dist.shard(noise)
+        cond = dist.shard(labels) if self.config.model.class_conditional else None
+        weights = None if weights is None else dist.shard(weights)
+        self.optimizer.zero_grad(set_to_none=True)
+        per_sample = self._accumulate(x0, t, noise, cond, weights)
         if self.timesteps is not None:
-            self.timesteps.update(t, losses)
-            losses = losses * weights.to(losses.dtype)
-        loss = losses.mean()
+            self.timesteps.update(global_t, dist.gather(per_sample))
+        weighted = per_sample if weights is None else per_sample * weights.to(per_sample.dtype)
+        loss = dist.mean(weighted.mean())
         if not torch.isfinite(loss):
             raise UnnoiseError(
                 f"loss is {loss.item()} at step {self.step + 1} (batch mean {x0.mean():.4g}, std {x0.std():.4g}); "
                 f"stopped; last good checkpoint: {self.last_checkpoint or 'none'}")
         for group in self.optimizer.param_groups:
             group["lr"] = tc.lr * lr_factor(self.step, tc)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         self.optimizer.step()
         self.ema.update(self.model)
         self.step += 1
-        self.images_seen += len(x0)
+        self.images_seen += len(x0) * dist.world
         return loss.item()
+
+    def _accumulate(self, x0, t, noise, cond, weights) -> torch.Tensor:
+        """Backward through the slice in micro-batches (gradient of its weighted mean loss); returns the
+        unweighted per-sample losses. DDP synchronises gradients on the last micro-batch only."""
+        tc, local = self.tc, len(x0)
+        micro = local // tc.grad_accum
+        losses = []
+        for k in range(tc.grad_accum):
+            part = slice(k * micro, (k + 1) * micro)
+            last = k == tc.grad_accum - 1
+            sync = contextlib.nullcontext() if last or self.dist.world == 1 else self.train_net.no_sync()
+            with sync, torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+                per_sample = denoising_loss(
+                    self.train_denoiser, x0[part], t[part], noise[part], cond=None if cond is None else cond[part],
+                    weighting=tc.weighting, gamma=tc.min_snr_gamma, vlb_weight=tc.vlb_weight,
+                    levels=self.config.data_levels or None).float()
+                weighted = per_sample if weights is None else per_sample * weights[part].to(per_sample.dtype)
+                (weighted.sum() / local).backward()
+            losses.append(per_sample.detach())
+        return torch.cat(losses)
 
     def sample_grid(self) -> Path:
         from ..imageio import save_samples
@@ -164,25 +201,27 @@ class Trainer:
         return Denoiser(self.ema.model, d.process, d.prediction, d.sigma_data, d.learned_variance)
 
     def run(self) -> dict:
-        tc = self.tc
-        progress = Progress(tc.steps, "train", start=self.step)
-        metrics = open(self.run_dir / "metrics.jsonl", "a")
+        tc, main = self.tc, self.dist.main  # rank 0 reports, logs and draws sample grids
+        progress = Progress(tc.steps, "train", start=self.step) if main else None
+        metrics = open(self.run_dir / "metrics.jsonl", "a") if main else None
         t0, running = time.perf_counter(), None
         try:
             while self.step < tc.steps:
                 loss = self.train_step()
                 running = loss if running is None else 0.98 * running + 0.02 * loss
-                progress.update(self.step, loss=running)
-                if self.step % tc.log_every == 0 or self.step == tc.steps:
+                if main:
+                    progress.update(self.step, loss=running)
+                if main and (self.step % tc.log_every == 0 or self.step == tc.steps):
                     metrics.write(json.dumps({"step": self.step, "loss": loss, "images_seen": self.images_seen,
                                               "seconds": time.perf_counter() - t0}) + "\n")
                     metrics.flush()
                 if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
                     self.save()
-                if tc.sample_every and self.step % tc.sample_every == 0 and self.step < tc.steps:
+                if main and tc.sample_every and self.step % tc.sample_every == 0 and self.step < tc.steps:
                     self.sample_grid()
         finally:
-            metrics.close()
+            if metrics is not None:
+                metrics.close()
         self.save()
         return {"steps": self.step, "images_seen": self.images_seen, "seconds": time.perf_counter() - t0,
                 "final_loss": running}
@@ -191,4 +230,8 @@ class Trainer:
 def train(config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None) -> dict:
     """Train a run to completion; with resume, continue run_dir from its last checkpoint (config read
     from run_dir; `steps` may extend it)."""
-    return Trainer(config, run_dir, resume, steps).run()
+    trainer = Trainer(config, run_dir, resume, steps)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()

@@ -1,0 +1,78 @@
+"""Data-parallel training on torch.distributed, launched by torchrun (or any launcher that sets the
+standard RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT variables).
+
+Every rank draws the same global batch order, training steps t and noise from the run's seeded
+generators and trains on its own contiguous slice of them, so N ranks compute exactly the batch one
+process would (DDP averages the gradients over equal slices: the mean over the global batch). A
+checkpoint therefore holds one set of generator states, written by rank 0, and resumes on any world size.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import UnnoiseError
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); a single process otherwise."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        if not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model if self.world == 1 else nn.parallel.DistributedDataParallel(model)
+
+    def shard(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous slice of a global batch (dimension 0)."""
+        if self.world == 1:
+            return x
+        size = len(x) // self.world
+        return x[self.rank * size:(self.rank + 1) * size]
+
+    def check_batch(self, global_batch: int, accumulation: int) -> None:
+        if global_batch % (self.world * accumulation):
+            raise UnnoiseError(f"train.batch_size {global_batch} must divide into {self.world} ranks x "
+                               f"{accumulation} accumulation steps")
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of a scalar over ranks (every rank must call it)."""
+        if self.world == 1:
+            return value
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        return value / self.world
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """The concatenation over ranks, in rank order, of equal-sized tensors (every rank must call it)."""
+        if self.world == 1:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,79 @@
+"""Scaling and surviving: gradient accumulation equals one big batch, a 2-process gloo DDP run under
+torchrun equals one process with the same global batch and its checkpoint resumes in one process, bf16
+autocast trains (the pickle and NaN guards are in test_train.py)."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from unnoise.cli import main
+from unnoise.train.config import apply_overrides, config_from_dict
+from unnoise.train.loop import Trainer
+from unnoise.train.presets import preset
+
+SETTINGS = ["model.network_options.hidden=32", "model.network_options.depth=2", "data.options.n=256",
+            "train.batch_size=32", "train.sample_every=0", "train.log_every=1"]
+FLAGS = [arg for s in SETTINGS for arg in ("--set", s)]
+
+
+def toy_config(*extra: str):
+    return config_from_dict(apply_overrides(preset("toy2d"), [*SETTINGS, *extra]))
+
+
+def gradients(trainer: Trainer) -> dict:
+    x0, labels = trainer.batches.next()
+    t, _ = trainer._draw_t(len(x0))
+    noise = torch.randn(x0.shape, generator=trainer.noise_gen)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer._accumulate(x0, t, noise, None, None)
+    return {name: p.grad.clone() for name, p in trainer.model.named_parameters()}
+
+
+@pytest.mark.parametrize("extra", [[], ["model.learned_variance=true", "train.vlb_weight=0.001"]])
+def test_accumulated_micro_batches_equal_one_batch(tmp_path, extra):
+    whole = gradients(Trainer(toy_config(*extra), tmp_path / "a"))
+    split = gradients(Trainer(toy_config("train.grad_accum=4", *extra), tmp_path / "b"))
+    for name in whole:
+        torch.testing.assert_close(split[name], whole[name], atol=1e-6, rtol=0)
+
+
+def test_bf16_autocast_trains_with_fp32_master_weights(tmp_path):
+    trainer = Trainer(toy_config("train.precision=bf16"), tmp_path / "bf16")
+    losses = [trainer.train_step() for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def _torchrun(args, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "unnoise", "train", *args]
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_ddp_on_two_processes_equals_one_process_and_resumes_anywhere(tmp_path):
+    common = ["--preset", "toy2d", *FLAGS, "--set", "train.checkpoint_every=0"]
+    _torchrun([*common, "--steps", "4", "--out", str(tmp_path / "ddp")], tmp_path)
+    assert main(["train", *common, "--steps", "4", "--out", str(tmp_path / "single")]) == 0
+    ddp = load_file(str(tmp_path / "ddp" / "checkpoint" / "model.safetensors"))
+    single = load_file(str(tmp_path / "single" / "checkpoint" / "model.safetensors"))
+    for name in single:
+        torch.testing.assert_close(ddp[name], single[name], atol=1e-6, rtol=0)
+    # the 2-process checkpoint continues in one process like the one-process run does
+    assert main(["train", "--resume", "--steps", "6", "--out", str(tmp_path / "ddp")]) == 0
+    assert main(["train", "--resume", "--steps", "6", "--out", str(tmp_path / "single")]) == 0
+    ddp = load_file(str(tmp_path / "ddp" / "checkpoint" / "model.safetensors"))
+    single = load_file(str(tmp_path / "single" / "checkpoint" / "model.safetensors"))
+    for name in single:
+        torch.testing.assert_close(ddp[name], single[name], atol=1e-6, rtol=0)
+
+
+def test_batch_that_does_not_split_is_a_one_line_error(tmp_path, capsys):
+    assert main(["train", "--preset", "toy2d", *FLAGS, "--set", "train.grad_accum=5", "--steps", "1",
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "must divide into 1 ranks x 5 accumulation steps" in err[0]
