@@ -77,3 +77,28 @@ def test_batch_that_does_not_split_is_a_one_line_error(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "must divide into 1 ranks x 5 accumulation steps" in err[0]
+
+
+def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
+    import random
+    import signal
+    import time
+
+    args = ["--preset", "toy2d", *FLAGS, "--set", "train.checkpoint_every=3", "--steps", "80"]
+    assert main(["train", *args, "--out", str(tmp_path / "straight")]) == 0
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "unnoise", "train", *args, "--out", str(run)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run / "checkpoint" / "COMPLETE").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.Random(os.getpid()).uniform(0.0, 0.3))  # somewhere mid-run, maybe mid-checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert main(["train", "--resume", "--out", str(run)]) == 0
+    straight = load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors"))
+    resumed = load_file(str(run / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    kept = sorted(p.name for p in (run / "history").iterdir())
+    assert len(kept) <= 3 and kept[-1] == "step_0000080" and (run / "best" / "COMPLETE").exists()

@@ -9,6 +9,9 @@ Layout of a run directory:
     rng.safetensors           torch and data-order generator states
     state.json                step, images seen, optimizer param groups, EMA update count
     config.json               the resolved RunConfig again, so a checkpoint stands alone
+    COMPLETE                  written last: a checkpoint without it is never loaded
+  history/step_NNNNNNN/       the last `keep` checkpoints (hard links to the same files, no copies)
+  best/                       the checkpoint with the lowest training loss so far
 """
 from __future__ import annotations
 
@@ -71,8 +74,13 @@ def _optimizer_state(tensors: dict, structure: dict) -> dict:
     return {"state": state, "param_groups": structure["param_groups"]}
 
 
-def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: dict, config: dict) -> Path:
-    """Write checkpoint.tmp/, fsync it, then swap it in for checkpoint/ (the old one is kept until then)."""
+MARKER = "COMPLETE"
+
+
+def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: dict, config: dict,
+                    keep: int = 3, best: bool = False) -> Path:
+    """Write checkpoint.tmp/, fsync it, mark it complete, then swap it in for checkpoint/ (the old one is
+    kept until then); link it into history/ (pruned to the last `keep`) and, if `best`, into best/."""
     _, save_file = _safetensors()
     run_dir = Path(run_dir)
     final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
@@ -88,6 +96,7 @@ def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: d
     for f in tmp.iterdir():
         with open(f, "rb") as handle:
             os.fsync(handle.fileno())
+    write_json(tmp / MARKER, {"step": state.get("step")})
     _fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -95,7 +104,26 @@ def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: d
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(run_dir)
+    _link_copy(final, run_dir / "history" / f"step_{int(state.get('step', 0)):07d}")
+    for stale in sorted((run_dir / "history").iterdir())[:-keep] if keep > 0 else []:
+        shutil.rmtree(stale, ignore_errors=True)
+    if best:
+        _link_copy(final, run_dir / "best")
     return final
+
+
+def _link_copy(source: Path, target: Path) -> None:
+    """Replace target/ by hard links to source/'s files (a copy where links are impossible), atomically."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in source.iterdir():
+        try:
+            os.link(f, tmp / f.name)
+        except OSError:
+            shutil.copy2(f, tmp / f.name)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -103,9 +131,9 @@ def checkpoint_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     for name in ("checkpoint", "checkpoint.old"):
         candidate = run_dir / name
-        if (candidate / "state.json").exists():
+        if (candidate / MARKER).exists():
             return candidate
-    raise UnnoiseError(f"{run_dir}: no checkpoint found (expected {run_dir / 'checkpoint'}/state.json)")
+    raise UnnoiseError(f"{run_dir}: no complete checkpoint found (expected {run_dir / 'checkpoint'}/{MARKER})")
 
 
 def load_weights(path: Path) -> dict:

@@ -53,6 +53,7 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 500
+    keep_checkpoints: int = 3  # history/ keeps the last K checkpoints (best/ is kept apart)
     threads: int = 0  # 0: leave torch's default
 
 

@@ -86,6 +86,7 @@ class Trainer:
         self.timesteps = (LossAwareTimesteps(self.denoiser.process.steps) if self.tc.density == "importance"
                           else None)
         self.step, self.images_seen, self.last_checkpoint = 0, 0, None
+        self.running_loss = self.best_loss = None  # smoothed training loss; the best one picks best/
         if self.dist.main:
             log.info("data: %s", dataset.describe())
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -103,11 +104,16 @@ class Trainer:
 
     def save(self) -> Path:
         """Rank 0 writes the checkpoint (every rank holds the same state); the others wait for it."""
-        state = {"step": self.step, "images_seen": self.images_seen, "data_position": self.batches.position}
+        state = {"step": self.step, "images_seen": self.images_seen, "data_position": self.batches.position,
+                 "loss": self.running_loss, "best_loss": self.best_loss}
+        is_best = self.running_loss is not None and (self.best_loss is None or self.running_loss < self.best_loss)
+        if is_best:
+            self.best_loss = state["best_loss"] = self.running_loss
         path = self.run_dir / "checkpoint"
         if self.dist.main:
             path = save_checkpoint(self.run_dir, model=self.model, ema=self.ema, optimizer=self.optimizer,
-                                   rng=self._rng_state(), state=state, config=config_to_dict(self.config))
+                                   rng=self._rng_state(), state=state, config=config_to_dict(self.config),
+                                   keep=self.tc.keep_checkpoints, best=is_best)
         self.dist.barrier()
         self.last_checkpoint = f"{path} (step {self.step})"
         return path
@@ -118,6 +124,7 @@ class Trainer:
         self.ema.model.load_state_dict(load_weights(ckpt / "ema.safetensors"))
         state, rng = load_training_state(ckpt, self.optimizer)
         self.step, self.images_seen = state["step"], state["images_seen"]
+        self.running_loss, self.best_loss = state.get("loss"), state.get("best_loss")
         self.ema.updates = state["ema_updates"]
         torch.set_rng_state(rng["torch"])
         self.noise_gen.set_state(rng["noise"])
@@ -204,11 +211,12 @@ class Trainer:
         tc, main = self.tc, self.dist.main  # rank 0 reports, logs and draws sample grids
         progress = Progress(tc.steps, "train", start=self.step) if main else None
         metrics = open(self.run_dir / "metrics.jsonl", "a") if main else None
-        t0, running = time.perf_counter(), None
+        t0 = time.perf_counter()
         try:
             while self.step < tc.steps:
                 loss = self.train_step()
-                running = loss if running is None else 0.98 * running + 0.02 * loss
+                running = loss if self.running_loss is None else 0.98 * self.running_loss + 0.02 * loss
+                self.running_loss = running
                 if main:
                     progress.update(self.step, loss=running)
                 if main and (self.step % tc.log_every == 0 or self.step == tc.steps):
@@ -224,7 +232,7 @@ class Trainer:
                 metrics.close()
         self.save()
         return {"steps": self.step, "images_seen": self.images_seen, "seconds": time.perf_counter() - t0,
-                "final_loss": running}
+                "final_loss": self.running_loss}
 
 
 def train(config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None) -> dict:
