@@ -70,3 +70,28 @@ def test_ema_tracks_average():
     ema.update(net)  # d = min(0.5, 2/11)
     d = 2 / 11
     torch.testing.assert_close(ema.model.weight, d * before + (1 - d) * torch.ones_like(before))
+
+
+def test_presets_are_yaml_files_and_config_files_load(tmp_path, capsys):
+    from unnoise.cli import main
+    from unnoise.train.presets import preset_names, read_config_file
+
+    assert {"digits", "digits-unet", "digits-hybrid", "toy2d"} <= set(preset_names())
+    for name in preset_names():  # every shipped preset is a valid config
+        config_from_dict(preset(name), where=name)
+    good = tmp_path / "mine.yaml"
+    good.write_text("data:\n  name: toy2d\nmodel:\n  network: mlp\n  network_options: {hidden: 16, depth: 1}\n"
+                    "train: {steps: 2, batch_size: 16, sample_every: 0, checkpoint_every: 0}\n")
+    assert main(["train", "--config", str(good), "--out", str(tmp_path / "run")]) == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["steps"] == 2 and saved["model"]["network_options"]["hidden"] == 16
+    capsys.readouterr()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  stpes: 3\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stpes" in err[0] and "steps" in err[0], err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [1, 2\n")
+    with pytest.raises(Exception, match="invalid YAML at line"):
+        read_config_file(broken)

@@ -13,7 +13,9 @@ from .errors import UnnoiseError
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model; writes a run directory")
-    p.add_argument("--preset", default="digits", help="starting config (digits, digits-unet, toy2d)")
+    p.add_argument("--preset", default="digits",
+                   help="starting config from configs/ (digits, digits-unet, digits-hybrid, toy2d)")
+    p.add_argument("--config", type=Path, help="starting config file (YAML or JSON), instead of --preset")
     p.add_argument("--data", help="dataset name (digits, toy2d, imagefolder)")
     p.add_argument("--data-path", help="folder of images for --data imagefolder")
     p.add_argument("--steps", type=int, help="training steps")
@@ -80,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_config_from_args(args):
     from .train.config import apply_overrides, config_from_dict
-    from .train.presets import preset
+    from .train.presets import preset, read_config_file
 
-    d = json.loads(json.dumps(preset(args.preset)))
+    d = read_config_file(args.config) if args.config else preset(args.preset)
     if args.data:
         d["data"] = {"name": args.data, "options": {}}
     if args.data_path:
