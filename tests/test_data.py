@@ -150,8 +150,25 @@ def test_imagefolder_loads_good_images_and_skips_bad(image_tree, caplog):
     red = data.x[0]
     assert float(red[0].mean()) > 0.9 and float(red[1].mean()) < -0.9
     messages = [record.getMessage() for record in caplog.records]
-    assert sum("skipped unreadable file" in m for m in messages) == 2
-    assert any("loaded 3 images, skipped 2 unreadable files" in m for m in messages)
+    assert sum("(unreadable: " in m for m in messages) == 2
+    assert any("loaded 3 images, skipped 2 files" in m for m in messages)
+
+
+def test_imagefolder_skips_wrong_mode_and_too_small_and_data_check_lists_them(image_tree, capsys):
+    from PIL import Image
+
+    from unnoise.cli import main
+
+    Image.new("CMYK", (20, 20)).save(image_tree / "cats" / "print.jpg")
+    Image.new("RGB", (4, 4)).save(image_tree / "dogs" / "tiny.png")
+    data = load_dataset("imagefolder", path=str(image_tree), size=8)
+    assert {Path(p).name for p in data.skipped} == {"broken.png", "notes.txt", "print.jpg", "tiny.png"}
+    assert len(load_dataset("imagefolder", path=str(image_tree), size=8, min_size=0).skipped) == 3
+    assert main(["data", "check", str(image_tree), "--size", "8"]) == 1
+    out = capsys.readouterr().out
+    assert "print.jpg: wrong mode: CMYK" in out and "tiny.png: too small: 4x4" in out
+    assert "broken.png: unreadable" in out and "notes.txt: unreadable" in out
+    assert "checked 7 files: 3 usable, 4 with problems" in out
 
 
 def test_imagefolder_gray_and_unlabelled(image_tree):
@@ -164,7 +181,7 @@ def test_imagefolder_gray_and_unlabelled(image_tree):
 def test_imagefolder_empty_folder_names_path(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(UnnoiseError, match="no readable images") as error:
+    with pytest.raises(UnnoiseError, match="no usable images") as error:
         load_dataset("imagefolder", path=empty)
     assert str(empty) in str(error.value)
 

@@ -1,4 +1,4 @@
-"""`unnoise train | sample | eval | demo`: parse flags -> config -> library call. User errors print one line."""
+"""`unnoise train | sample | eval | data | demo`: parse flags -> config -> library call. User errors print one line."""
 from __future__ import annotations
 
 import argparse
@@ -63,6 +63,14 @@ def _add_eval(sub) -> None:
     p.add_argument("--out", type=Path, help="output JSON (default RUN_DIR/eval_nll.json)")
 
 
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="inspect a dataset folder")
+    p.add_argument("action", choices=["check"], help="check: list the files training would skip, and why")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--size", type=int, default=32, help="training size; shorter images count as too small")
+    p.add_argument("--min-size", type=int, help="smallest acceptable short side (default: --size)")
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train on built-in digits, then sample a grid")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
@@ -76,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
+    _add_data(sub)
     _add_demo(sub)
     return parser
 
@@ -123,6 +132,18 @@ def cmd_eval(args) -> None:
     print(json.dumps(result))
 
 
+def cmd_data(args) -> int:
+    from .data.imagefolder import check_folder
+
+    if not args.folder.is_dir():
+        raise UnnoiseError(f"no such directory: {args.folder}")
+    total, problems = check_folder(args.folder, args.size if args.min_size is None else args.min_size)
+    for path, problem in problems:
+        print(f"{path}: {problem}")
+    print(f"checked {total} files: {total - len(problems)} usable, {len(problems)} with problems")
+    return 1 if problems else 0
+
+
 def cmd_demo(args) -> None:
     from .sample_cli import sample_to_files
     from .train.config import config_from_dict
@@ -144,21 +165,21 @@ def cmd_demo(args) -> None:
     print(f"demo done: samples in {grid}, trajectory in {args.out / 'demo_trajectory.gif'}")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "data": cmd_data, "demo": cmd_demo}
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except UnnoiseError as exc:
         print(f"unnoise {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"unnoise {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """A folder of images (searched recursively), labelled by subfolder when every image has one.
 
-Files Pillow cannot read (corrupt images, text files, ...) are skipped: one warning per file
-on the "unnoise.data" logger, then a summary line. Hidden files and folders (".name") are
-ignored silently.
+Files that fail `image_problem` are skipped: ones Pillow cannot read (corrupt images, text files, ...),
+ones in a pixel mode that does not convert to 8-bit RGB or gray without loss (CMYK, 16-bit, float, ...),
+and ones smaller than `min_size` on their short side (default: the training size; 0 accepts any and
+upsamples). One warning per file on the "unnoise.data" logger, then a summary line with the counts;
+`unnoise data check DIR` lists the same problems without training. Hidden files and folders (".name")
+are ignored silently.
 """
 from __future__ import annotations
 
@@ -71,21 +74,52 @@ def read_image(path: Path, size: int, mode: str, crop: str) -> np.ndarray:
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
 
+CONVERTIBLE_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBa", "La"}
+
+
+def image_problem(path: Path, min_size: int) -> str | None:
+    """Why `path` is not a usable training image, or None: unreadable (with Pillow's reason), a wrong
+    pixel mode, or a short side below min_size."""
+    Image = _pillow()
+    try:
+        with Image.open(path) as probe:
+            probe.verify()
+        with Image.open(path) as image:
+            image.load()
+            mode, size = image.mode, image.size
+    except _unreadable_errors() as error:
+        return "unreadable: " + (str(error).splitlines()[0] if str(error) else type(error).__name__)
+    if mode not in CONVERTIBLE_MODES:
+        return f"wrong mode: {mode} (expected 8-bit RGB, gray or palette)"
+    if min(size) < min_size:
+        return f"too small: {size[0]}x{size[1]} (short side below {min_size})"
+    return None
+
+
+def check_folder(root: Path, min_size: int) -> tuple[int, list[tuple[Path, str]]]:
+    """(files checked, [(path, problem)]) for every candidate image below root."""
+    files = _candidate_files(Path(root))
+    problems = [(path, problem) for path in files if (problem := image_problem(path, min_size))]
+    return len(files), problems
+
+
 def _unreadable_errors() -> tuple[type[BaseException], ...]:
     Image = _pillow()
     return (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
-def _read_all(root: Path, size: int, mode: str, crop: str):
+def _read_all(root: Path, size: int, mode: str, crop: str, min_size: int):
     """Read every candidate file: returns (arrays, relative paths read, skipped paths)."""
-    errors = _unreadable_errors()
     arrays, read, skipped = [], [], []
     for path in _candidate_files(root):
-        try:
-            arrays.append(read_image(path, size, mode, crop))
-        except errors as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            log.warning("imagefolder: skipped unreadable file %s (%s)", path, reason)
+        problem = image_problem(path, min_size)
+        if problem is None:
+            try:
+                arrays.append(read_image(path, size, mode, crop))
+            except _unreadable_errors() as error:  # verify() passed but decoding failed
+                problem = "unreadable: " + (str(error).splitlines()[0] if str(error) else type(error).__name__)
+        if problem is not None:
+            log.warning("imagefolder: skipped %s (%s)", path, problem)
             skipped.append(str(path))
             continue
         read.append(path.relative_to(root))
@@ -103,8 +137,10 @@ def _labels_from_subfolders(relative_paths: list[Path]):
     return labels, class_names
 
 
-def load_imagefolder(path: str | None = None, size: int = 32, mode: str = "rgb", crop: str = "center") -> ArrayDataset:
-    """Images below `path` as (N, C, size, size) float32 in [-1, 1]; C is 3 for rgb, 1 for gray."""
+def load_imagefolder(path: str | None = None, size: int = 32, mode: str = "rgb", crop: str = "center",
+                     min_size: int | None = None) -> ArrayDataset:
+    """Images below `path` as (N, C, size, size) float32 in [-1, 1]; C is 3 for rgb, 1 for gray; images
+    whose short side is below min_size (default: size) are skipped."""
     if path is None or str(path).strip() == "":
         raise UnnoiseError("imagefolder: option 'path' is required (the image directory)")
     root = Path(path).expanduser()
@@ -113,14 +149,16 @@ def load_imagefolder(path: str | None = None, size: int = 32, mode: str = "rgb",
     size = positive_int(size, "imagefolder size")
     mode = choice(mode, "imagefolder mode", MODES, MODE_ALIASES)
     crop = choice(crop, "imagefolder crop", CROPS, CROP_ALIASES)
-    arrays, read, skipped = _read_all(root, size, mode, crop)
+    min_size = size if min_size is None else int(min_size)
+    arrays, read, skipped = _read_all(root, size, mode, crop, min_size)
     if not arrays:
-        raise UnnoiseError(f"imagefolder: no readable images in {root} ({len(skipped)} unreadable files)")
+        raise UnnoiseError(f"imagefolder: no usable images in {root} ({len(skipped)} skipped; "
+                           f"`unnoise data check {root}` lists why)")
     pixels = torch.from_numpy(np.stack(arrays)).to(torch.float32)
     labels, class_names = _labels_from_subfolders(read)
     dataset = ArrayDataset(pixels / 127.5 - 1.0, labels, class_names, name=f"imagefolder:{root.name}")
     dataset.skipped = skipped
     dataset.levels = 256  # 8-bit pixels
     level = logging.WARNING if skipped else logging.INFO
-    log.log(level, "imagefolder %s: loaded %d images, skipped %d unreadable files", root, len(arrays), len(skipped))
+    log.log(level, "imagefolder %s: loaded %d images, skipped %d files", root, len(arrays), len(skipped))
     return dataset
