@@ -39,6 +39,12 @@ def test_train_writes_a_complete_run(toy_run):
                                                                     "config.json", "state.json"}
     lines = (toy_run / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 20
+    from PIL import Image
+
+    with Image.open(toy_run / "loss_curve.png") as curve:
+        assert curve.size == (640, 360)
+        pixels = curve.convert("RGB").getcolors(1 << 20)
+    assert any(colour == (31, 70, 140) for _, colour in pixels)  # the curve was drawn
 
 
 @pytest.mark.parametrize("sampler", ["euler", "heun", "ddim", "ddpm", "dpmpp_3m", "euler_ancestral", "auto"])

@@ -231,8 +231,19 @@ class Trainer:
             if metrics is not None:
                 metrics.close()
         self.save()
+        if main:
+            self._write_loss_curve()
         return {"steps": self.step, "images_seen": self.images_seen, "seconds": time.perf_counter() - t0,
                 "final_loss": self.running_loss}
+
+
+    def _write_loss_curve(self) -> None:
+        """loss_curve.png from metrics.jsonl (the whole run, resumed parts included)."""
+        from ..imageio import save_loss_curve
+
+        rows = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        if len(rows) >= 2:
+            save_loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], self.run_dir / "loss_curve.png")
 
 
 def train(config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None) -> dict:
