@@ -95,3 +95,18 @@ def test_presets_are_yaml_files_and_config_files_load(tmp_path, capsys):
     broken.write_text("train: [1, 2\n")
     with pytest.raises(Exception, match="invalid YAML at line"):
         read_config_file(broken)
+
+
+def test_tensorboard_without_the_package_is_a_one_line_error(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    try:
+        import tensorboard  # noqa: F401
+        pytest.skip("tensorboard is installed")
+    except ImportError:
+        pass
+    from unnoise.cli import main
+
+    assert main(["train", "--preset", "toy2d", "--steps", "1", "--set", "train.tensorboard=true",
+                 "--set", "train.sample_every=0", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "needs the tensorboard package" in err[-1] and "Traceback" not in "".join(err)

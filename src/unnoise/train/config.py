@@ -54,6 +54,7 @@ class TrainConfig:
     sample_every: int = 500
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # history/ keeps the last K checkpoints (best/ is kept apart)
+    tensorboard: bool = False  # also log to run_dir/tensorboard (needs the tensorboard package)
     threads: int = 0  # 0: leave torch's default
 
 

@@ -211,6 +211,7 @@ class Trainer:
         tc, main = self.tc, self.dist.main  # rank 0 reports, logs and draws sample grids
         progress = Progress(tc.steps, "train", start=self.step) if main else None
         metrics = open(self.run_dir / "metrics.jsonl", "a") if main else None
+        board = _tensorboard(self.run_dir) if main and tc.tensorboard else None
         t0 = time.perf_counter()
         try:
             while self.step < tc.steps:
@@ -223,6 +224,8 @@ class Trainer:
                     metrics.write(json.dumps({"step": self.step, "loss": loss, "images_seen": self.images_seen,
                                               "seconds": time.perf_counter() - t0}) + "\n")
                     metrics.flush()
+                    if board is not None:
+                        board.add_scalar("loss", loss, self.step)
                 if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
                     self.save()
                 if main and tc.sample_every and self.step % tc.sample_every == 0 and self.step < tc.steps:
@@ -230,6 +233,8 @@ class Trainer:
         finally:
             if metrics is not None:
                 metrics.close()
+            if board is not None:
+                board.close()
         self.save()
         if main:
             self._write_loss_curve()
@@ -244,6 +249,15 @@ class Trainer:
         rows = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines() if line]
         if len(rows) >= 2:
             save_loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], self.run_dir / "loss_curve.png")
+
+
+def _tensorboard(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UnnoiseError("train.tensorboard=true needs the tensorboard package "
+                           "(pip install 'unnoise[tensorboard]')") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def train(config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None) -> dict:
