@@ -53,10 +53,53 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
     assert all(torch.isfinite(p).all() for p in denoiser.parameters())
 
 
+def test_inf_gradient_stops_before_the_update(tmp_path, monkeypatch):
+    class InfiniteGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * float("inf")
+
+    real, calls = loop.denoising_loss, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return InfiniteGradient.apply(loss) if calls["n"] == 4 else loss
+
+    monkeypatch.setattr(loop, "denoising_loss", poisoned)
+    with pytest.raises(UnnoiseError, match=r"gradient norm is (inf|nan) at step 4 .*checkpoint \(step 3\)"):
+        loop.train(tiny_config(steps=10, checkpoint_every=3), tmp_path / "inf")
+    denoiser, _ = load_run(tmp_path / "inf")
+    assert all(torch.isfinite(p).all() for p in denoiser.parameters())
+
+
+def test_tampered_checkpoint_is_refused(tmp_path):
+    run = tmp_path / "run"
+    loop.train(tiny_config(steps=2, checkpoint_every=0), run)
+    weights = run / "checkpoint" / "ema.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one bit of one weight: the header still parses
+    weights.write_bytes(bytes(data))
+    with pytest.raises(UnnoiseError, match="do not match the checksum"):
+        load_run(run)
+
+
 def test_pickle_disguised_as_checkpoint_is_refused(tmp_path):
     run = tmp_path / "run"
     loop.train(tiny_config(steps=2, checkpoint_every=0), run)
-    torch.save({"weights": torch.ones(3)}, run / "checkpoint" / "ema.safetensors")  # a pickle
+    fake = run / "checkpoint" / "ema.safetensors"
+    torch.save({"weights": torch.ones(3)}, fake)  # a pickle
+    with pytest.raises(UnnoiseError, match="do not match the checksum"):
+        load_run(run)
+    import hashlib  # even with its checksum forged, the pickle is never unpickled
+
+    marker = json.loads((run / "checkpoint" / "COMPLETE").read_text())
+    marker["sha256"]["ema.safetensors"] = hashlib.sha256(fake.read_bytes()).hexdigest()
+    (run / "checkpoint" / "COMPLETE").write_text(json.dumps(marker))
     with pytest.raises(UnnoiseError, match="not a valid safetensors file"):
         load_run(run)
 

@@ -15,6 +15,7 @@ Layout of a run directory:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -96,7 +97,8 @@ def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: d
     for f in tmp.iterdir():
         with open(f, "rb") as handle:
             os.fsync(handle.fileno())
-    write_json(tmp / MARKER, {"step": state.get("step")})
+    checksums = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+    write_json(tmp / MARKER, {"step": state.get("step"), "sha256": checksums})
     _fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -110,6 +112,29 @@ def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: d
     if best:
         _link_copy(final, run_dir / "best")
     return final
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_checkpoint(ckpt: Path) -> None:
+    """Check every file against the SHA-256 recorded in the completeness marker (tampering, bit rot)."""
+    try:
+        recorded = json.loads((ckpt / MARKER).read_text()).get("sha256", {})
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnnoiseError(f"{ckpt / MARKER}: unreadable completeness marker ({exc})") from None
+    for name, expected in recorded.items():
+        path = ckpt / name
+        if not path.is_file():
+            raise UnnoiseError(f"{path}: missing from the checkpoint")
+        if _sha256(path) != expected:
+            raise UnnoiseError(f"{path}: contents do not match the checksum recorded when it was saved "
+                               f"(modified or corrupt)")
 
 
 def _link_copy(source: Path, target: Path) -> None:
@@ -132,6 +157,7 @@ def checkpoint_dir(run_dir: Path) -> Path:
     for name in ("checkpoint", "checkpoint.old"):
         candidate = run_dir / name
         if (candidate / MARKER).exists():
+            verify_checkpoint(candidate)
             return candidate
     raise UnnoiseError(f"{run_dir}: no complete checkpoint found (expected {run_dir / 'checkpoint'}/{MARKER})")
 

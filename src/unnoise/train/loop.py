@@ -160,14 +160,17 @@ class Trainer:
             self.timesteps.update(global_t, dist.gather(per_sample))
         weighted = per_sample if weights is None else per_sample * weights.to(per_sample.dtype)
         loss = dist.mean(weighted.mean())
-        if not torch.isfinite(loss):
-            raise UnnoiseError(
-                f"loss is {loss.item()} at step {self.step + 1} (batch mean {x0.mean():.4g}, std {x0.std():.4g}); "
-                f"stopped; last good checkpoint: {self.last_checkpoint or 'none'}")
+        # the norm before clipping (max_norm inf: measure only); DDP gave every rank the same gradients
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip if tc.grad_clip > 0
+                                                   else math.inf)
+        for what, value in (("loss", loss), ("gradient norm", grad_norm)):
+            if not torch.isfinite(value):
+                raise UnnoiseError(
+                    f"{what} is {value.item()} at step {self.step + 1} (batch mean {x0.mean():.4g}, std "
+                    f"{x0.std():.4g}, t in [{t.min():.0f}, {t.max():.0f}]); stopped before updating; last good "
+                    f"checkpoint: {self.last_checkpoint or 'none'}")
         for group in self.optimizer.param_groups:
             group["lr"] = tc.lr * lr_factor(self.step, tc)
-        if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         self.optimizer.step()
         self.ema.update(self.model)
         self.step += 1
