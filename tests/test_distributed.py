@@ -102,3 +102,25 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     kept = sorted(p.name for p in (run / "history").iterdir())
     assert len(kept) <= 3 and kept[-1] == "step_0000080" and (run / "best" / "COMPLETE").exists()
+
+
+def unet_config(*extra: str):
+    d = apply_overrides(preset("digits-unet"), [
+        "model.network_options.base_channels=8", "model.network_options.groups=4", "train.batch_size=8",
+        "train.sample_every=0", *extra])
+    return config_from_dict(d)
+
+
+def test_channels_last_and_gradient_checkpointing_give_the_same_gradients(tmp_path):
+    plain = gradients(Trainer(unet_config(), tmp_path / "plain"))
+    for i, extra in enumerate((["train.channels_last=true"], ["model.network_options.checkpointing=true"])):
+        other = gradients(Trainer(unet_config(*extra), tmp_path / f"other{i}"))
+        for name in plain:
+            torch.testing.assert_close(other[name], plain[name], atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_training_matches_eager(tmp_path):
+    eager = Trainer(toy_config(), tmp_path / "eager")
+    compiled = Trainer(toy_config("train.compile=true"), tmp_path / "compiled")
+    for _ in range(2):
+        assert abs(eager.train_step() - compiled.train_step()) < 1e-5

@@ -42,6 +42,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     grad_accum: int = 1  # micro-batches per step (per rank); batch_size stays the global batch
     precision: str = "fp32"  # or "bf16": autocast of the network to bfloat16, fp32 master weights
+    channels_last: bool = False  # NHWC memory layout for 2-D convolutional networks
+    compile: bool = False  # torch.compile the network for training
     ema_decay: float = 0.999
     weighting: str = "none"
     min_snr_gamma: float = 5.0

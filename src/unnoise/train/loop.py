@@ -76,7 +76,10 @@ class Trainer:
         self.model = self.denoiser.net
         self.dist = Distributed.from_env()
         self.dist.check_batch(self.tc.batch_size, self.tc.grad_accum)
-        self.train_net = self.dist.wrap(self.model)  # DDP averages gradients over ranks
+        if self.tc.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        net = torch.compile(self.model) if self.tc.compile else self.model
+        self.train_net = self.dist.wrap(net)  # DDP averages gradients over ranks
         d = self.denoiser
         self.train_denoiser = Denoiser(self.train_net, d.process, d.prediction, d.sigma_data, d.learned_variance)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
