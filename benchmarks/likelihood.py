@@ -64,7 +64,8 @@ def main(argv=None) -> int:
         best = evaluate_nll(run, n=args.n, split="test", vlb_variance=None if name == "hybrid" else "fixed_large",
                             draws=args.draws, batch=args.n)
         if name == "simple":  # no learned variance: bound with the better fixed one
-            small = vlb_estimate(load_run(run)[0], evaluation_data(load_run(run)[1], args.n, 0, "test"),
+            denoiser, run_config = load_run(run)
+            small = vlb_estimate(denoiser, evaluation_data(run_config, args.n, 0, "test"),
                                  levels=best["data"]["levels"], variance="fixed_small", batch=args.n, seed=0)
             by_variance = {"fixed_large": best["vlb"]["bpd"], "fixed_small": small["bpd"]}
             if small["bpd"] < best["vlb"]["bpd"]:
