@@ -158,9 +158,9 @@ class Trainer:
         cond = dist.shard(labels) if self.config.model.class_conditional else None
         weights = None if weights is None else dist.shard(weights)
         self.optimizer.zero_grad(set_to_none=True)
-        per_sample = self._accumulate(x0, t, noise, cond, weights)
+        per_sample, history = self._accumulate(x0, t, noise, cond, weights)
         if self.timesteps is not None:
-            self.timesteps.update(global_t, dist.gather(per_sample))
+            self.timesteps.update(global_t, dist.gather(history))
         weighted = per_sample if weights is None else per_sample * weights.to(per_sample.dtype)
         loss = dist.mean(weighted.mean())
         # the norm before clipping (max_norm inf: measure only); DDP gave every rank the same gradients
@@ -180,25 +180,28 @@ class Trainer:
         self.images_seen += len(x0) * dist.world
         return loss.item()
 
-    def _accumulate(self, x0, t, noise, cond, weights) -> torch.Tensor:
+    def _accumulate(self, x0, t, noise, cond, weights) -> tuple[torch.Tensor, torch.Tensor]:
         """Backward through the slice in micro-batches (gradient of its weighted mean loss); returns the
-        unweighted per-sample losses. DDP synchronises gradients on the last micro-batch only."""
+        unweighted per-sample losses and what the importance sampler records per sample (L_t of the
+        hybrid loss, else the loss). DDP synchronises gradients on the last micro-batch only."""
         tc, local = self.tc, len(x0)
         micro = local // tc.grad_accum
-        losses = []
+        losses, history = [], []
         for k in range(tc.grad_accum):
             part = slice(k * micro, (k + 1) * micro)
             last = k == tc.grad_accum - 1
             sync = contextlib.nullcontext() if last or self.dist.world == 1 else self.train_net.no_sync()
             with sync, torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+                terms = {}
                 per_sample = denoising_loss(
                     self.train_denoiser, x0[part], t[part], noise[part], cond=None if cond is None else cond[part],
                     weighting=tc.weighting, gamma=tc.min_snr_gamma, vlb_weight=tc.vlb_weight,
-                    levels=self.config.data_levels or None).float()
+                    levels=self.config.data_levels or None, terms=terms).float()
                 weighted = per_sample if weights is None else per_sample * weights[part].to(per_sample.dtype)
                 (weighted.sum() / local).backward()
             losses.append(per_sample.detach())
-        return torch.cat(losses)
+            history.append(terms.get("vlb_bits", per_sample.detach()).float())
+        return torch.cat(losses), torch.cat(history)
 
     def sample_grid(self) -> Path:
         from ..imageio import save_samples

@@ -1,6 +1,7 @@
 """Importance sampling of the discrete training step t by a running history of its loss.
 
-Nichol & Dhariwal 2021 (Sec. 3.3, Eq. 18): keep the last `history` values of L_t for every t; once every
+Nichol & Dhariwal 2021 (Sec. 3.3, Eq. 18): keep the last `history` values of L_t for every t (the
+trainer records the VLB term L_t of the hybrid loss, or the loss itself without one); once every
 t has a full history, draw t with p_t proportional to sqrt(E[L_t^2]) (mixed with a little of the uniform
 distribution so no step starves) and weight its loss by 1 / (T p_t), which keeps the objective's
 expectation that of uniform sampling. Until then t is uniform with weight 1.
