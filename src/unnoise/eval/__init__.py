@@ -1,1 +1,1 @@
-"""Evaluation of trained runs: likelihoods (nll.py)."""
+"""Evaluation of trained runs: likelihoods (nll.py) and sample-quality metrics on features (metrics.py)."""
