@@ -191,7 +191,9 @@ class Trainer:
             part = slice(k * micro, (k + 1) * micro)
             last = k == tc.grad_accum - 1
             sync = contextlib.nullcontext() if last or self.dist.world == 1 else self.train_net.no_sync()
-            with sync, torch.autocast("cpu", dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+            cast = (torch.autocast("cpu", dtype=torch.bfloat16) if tc.precision == "bf16"
+                    else contextlib.nullcontext())
+            with sync, cast:
                 terms = {}
                 per_sample = denoising_loss(
                     self.train_denoiser, x0[part], t[part], noise[part], cond=None if cond is None else cond[part],
