@@ -46,21 +46,25 @@ def _add_sample(sub) -> None:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a trained run (--nll: bits/dim by the VLB and the ODE)")
+    p = sub.add_parser("eval", help="evaluate a trained run: sample quality (FD, KID, precision/recall) "
+                                    "or, with --nll, bits/dim by the VLB and the ODE")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--nll", action="store_true", help="negative log-likelihood in bits/dim (both estimates)")
-    p.add_argument("--n", type=int, default=256, help="data points to evaluate")
-    p.add_argument("--split", help="dataset split to evaluate (e.g. test for built-in digits)")
+    p.add_argument("--n", type=int, help="samples to generate (default 1000), or data points for --nll (256)")
+    p.add_argument("--split", help="reference / evaluated split (default: test where the dataset has one)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--sampler", default="auto", help="sampler for the generated samples")
+    p.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
+    p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--batch", type=int, default=128, help="--nll: data points per batch")
     p.add_argument("--vlb-variance", choices=["fixed_large", "fixed_small", "learned"],
-                   help="reverse variance for the bound (default: the model's learned one)")
+                   help="--nll: reverse variance for the bound (default: the model's learned one)")
     p.add_argument("--divergence", default="auto", choices=["auto", "exact", "hutchinson"])
-    p.add_argument("--draws", type=int, default=2, help="Hutchinson probe draws per data point")
+    p.add_argument("--draws", type=int, default=2, help="--nll: Hutchinson probe draws per data point")
     p.add_argument("--rtol", type=float, default=1e-5)
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--weights", default="ema", choices=["ema", "model"])
-    p.add_argument("--out", type=Path, help="output JSON (default RUN_DIR/eval_nll.json)")
+    p.add_argument("--out", type=Path, help="output JSON (default RUN_DIR/eval.json, or eval_nll.json)")
 
 
 def _add_data(sub) -> None:
@@ -120,14 +124,22 @@ def cmd_sample(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .eval.nll import evaluate_nll
+    if args.n is not None and args.n < 1:
+        raise UnnoiseError(f"--n must be >= 1, got {args.n}")
+    if args.nll:
+        from .eval.nll import evaluate_nll
 
-    if not args.nll:
-        raise UnnoiseError("nothing to evaluate: pass --nll")
-    result = evaluate_nll(args.run_dir, n=args.n, seed=args.seed, split=args.split, batch=args.batch,
-                          vlb_variance=args.vlb_variance, divergence=args.divergence, draws=args.draws,
-                          rtol=args.rtol, atol=args.atol, weights=args.weights)
-    out = args.out or Path(args.run_dir) / "eval_nll.json"
+        result = evaluate_nll(args.run_dir, n=args.n or 256, seed=args.seed, split=args.split, batch=args.batch,
+                              vlb_variance=args.vlb_variance, divergence=args.divergence, draws=args.draws,
+                              rtol=args.rtol, atol=args.atol, weights=args.weights)
+        out = args.out or Path(args.run_dir) / "eval_nll.json"
+    else:
+        from .eval.quality import evaluate_quality
+
+        result = evaluate_quality(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
+                                  steps=args.steps, split=args.split, kid_subsets=args.kid_subsets,
+                                  weights=args.weights)
+        out = args.out or Path(args.run_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
 

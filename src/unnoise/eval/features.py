@@ -1,0 +1,121 @@
+"""Feature extractors for sample-quality metrics.
+
+Each built-in dataset has a small classifier trained deterministically on its real training split; its
+penultimate activations are the features for FD / KID / precision-recall and its predictions label
+samples. The weights are cached under the user's cache directory ($UNNOISE_CACHE, else
+$XDG_CACHE_HOME/unnoise, else ~/.cache/unnoise) and rebuilt when missing; their SHA-256 goes into every
+evaluation's protocol. Other extractors plug in through `register_extractor(name, factory)`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UnnoiseError, unknown_name
+
+DIGITS_VERSION = 1
+
+
+@dataclass
+class Extractor:
+    name: str
+    features: Callable[[Tensor], Tensor]  # (N, *shape) in [-1, 1] -> (N, D)
+    logits: Callable[[Tensor], Tensor] | None  # (N, *shape) -> (N, classes), or None
+    weights_sha256: str | None
+    info: dict
+
+
+class DigitsClassifier(nn.Module):
+    """8x8 digits -> 128 features -> 10 classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.SiLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
+            nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.SiLU())
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+def cache_dir() -> Path:
+    if os.environ.get("UNNOISE_CACHE"):
+        return Path(os.environ["UNNOISE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unnoise"
+
+
+def train_digits_classifier(steps: int = 1500, seed: int = 0) -> tuple[DigitsClassifier, float]:
+    """Deterministic training on the digits' train split; returns the model and its test accuracy."""
+    from ..data import load_dataset
+
+    torch.manual_seed(seed)
+    train, test = load_dataset("digits", split="train"), load_dataset("digits", split="test")
+    model = DigitsClassifier()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        index = torch.randint(0, len(train.x), (128,), generator=g)
+        noisy = train.x[index] + 0.05 * torch.randn(train.x[index].shape, generator=g)  # robust to tiny noise
+        loss = nn.functional.cross_entropy(model(noisy), train.labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        accuracy = float((model(test.x).argmax(1) == test.labels).float().mean())
+    return model, accuracy
+
+
+def digits_extractor() -> Extractor:
+    """The cached digits classifier (trained and cached on first use)."""
+    from safetensors.torch import load_file, save_file
+
+    path = cache_dir() / "features" / f"digits-classifier-v{DIGITS_VERSION}.safetensors"
+    meta_path = path.with_suffix(".json")
+    if not (path.is_file() and meta_path.is_file()):
+        model, accuracy = train_digits_classifier()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        os.replace(tmp, path)
+        meta_path.write_text(json.dumps({"test_accuracy": accuracy, "version": DIGITS_VERSION}))
+    model = DigitsClassifier()
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except Exception as exc:  # a damaged cache file is rebuilt on the next run
+        path.unlink(missing_ok=True)
+        raise UnnoiseError(f"{path}: unreadable cached classifier ({exc}); removed, run again to rebuild") from None
+    model.eval().requires_grad_(False)
+    info = {**json.loads(meta_path.read_text()), "path": str(path), "features": 128, "input": [1, 8, 8]}
+    return Extractor("digits-classifier", lambda x: model.body(_as_digits(x)), lambda x: model(_as_digits(x)),
+                     hashlib.sha256(path.read_bytes()).hexdigest(), info)
+
+
+def _as_digits(x: Tensor) -> Tensor:
+    x = x.float().clamp(-1, 1)
+    if tuple(x.shape[1:]) != (1, 8, 8):
+        raise UnnoiseError(f"the digits classifier takes (N, 1, 8, 8) images, got {tuple(x.shape)}")
+    return x
+
+
+EXTRACTORS: dict[str, Callable[[], Extractor]] = {"digits": digits_extractor}
+
+
+def register_extractor(name: str, factory: Callable[[], Extractor]) -> None:
+    """Make `factory` the extractor for dataset `name` (or any name passed as `extractor=`)."""
+    EXTRACTORS[name] = factory
+
+
+def extractor_for(name: str) -> Extractor:
+    if name not in EXTRACTORS:
+        raise unknown_name("feature extractor", name, EXTRACTORS)
+    return EXTRACTORS[name]()
