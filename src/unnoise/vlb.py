@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .errors import UnnoiseError, unknown_name
 from .param import model_dtype
-from .process import DiscreteDDPM, Process
+from .process import DiscreteDDPM
 
 VARIANCES = ("fixed_large", "fixed_small", "learned")
 
@@ -132,11 +132,16 @@ class BoundTerms:
         return self.total() / (self.dims * math.log(2))
 
 
-def require_chain(process: Process, what: str = "the variational bound") -> DiscreteDDPM:
+def bound_unavailable(model, variance: str | None) -> str | None:
+    """Why the bound cannot be computed for `model` with reverse variance `variance`, or None."""
+    process = model.process
     if not isinstance(process, DiscreteDDPM):
-        raise UnnoiseError(f"{what} needs the discrete DDPM chain; this model's process is "
-                           f"{getattr(process, 'name', type(process).__name__)!r} (continuous)")
-    return process
+        return (f"the variational bound needs the discrete DDPM chain; this model's process is "
+                f"{getattr(process, 'name', type(process).__name__)!r} (continuous)")
+    if variance is None and not getattr(model, "learned_variance", False):
+        return ("the model has no learned variances (model.learned_variance=false), so its reverse steps have "
+                "no variance to bound with; pass --vlb-variance (variance=) fixed_large or fixed_small")
+    return None
 
 
 def prior_kl(process: DiscreteDDPM, x0: Tensor) -> Tensor:
@@ -172,11 +177,10 @@ def variational_bound(model, x0: Tensor, *, variance: str | None = None, levels:
     `model` is a Denoiser on a DiscreteDDPM process; `variance` defaults to 'learned' when the model has
     variance outputs. `levels` is the number of quantization levels of the data on [-1, 1] (256 for 8-bit
     images; None: continuous data, Gaussian-density decoder)."""
-    process = require_chain(model.process)
-    variance = variance or ("learned" if getattr(model, "learned_variance", False) else None)
-    if variance is None:
-        raise UnnoiseError("the variational bound needs a reverse variance: this model has no learned "
-                           "variance; choose a fixed one (fixed_large or fixed_small)")
+    reason = bound_unavailable(model, variance)
+    if reason is not None:
+        raise UnnoiseError(reason)
+    process, variance = model.process, variance or "learned"
     bin_width = None if levels is None else 2.0 / (levels - 1)
     steps = torch.zeros(x0.shape[0], process.steps - 1, dtype=torch.float64)
     decoder = None

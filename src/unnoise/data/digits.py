@@ -40,8 +40,8 @@ def load_digits(size: int = 8, split: str = "all") -> ArrayDataset:
     labels = torch.as_tensor(bunch.target, dtype=torch.long)
     if split != "all":
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-        keep = order[:TEST_SIZE] if split == "test" else order[TEST_SIZE:]
-        images, labels = images[keep.sort().values], labels[keep.sort().values]
+        keep = (order[:TEST_SIZE] if split == "test" else order[TEST_SIZE:]).sort().values
+        images, labels = images[keep], labels[keep]
     class_names = [str(digit) for digit in range(10)]
     dataset = ArrayDataset(images, labels, class_names, name="digits")
     dataset.levels = int(MAX_PIXEL_VALUE) + 1 if size == NATIVE_SIZE else 0  # 0..16; resizing blends levels

@@ -64,7 +64,8 @@ def train_digits_classifier(steps: int = 1500, seed: int = 0) -> tuple[DigitsCla
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         index = torch.randint(0, len(train.x), (128,), generator=g)
-        noisy = train.x[index] + 0.05 * torch.randn(train.x[index].shape, generator=g)  # robust to tiny noise
+        batch = train.x[index]
+        noisy = batch + 0.05 * torch.randn(batch.shape, generator=g)  # robust to tiny noise
         loss = nn.functional.cross_entropy(model(noisy), train.labels[index])
         optimizer.zero_grad()
         loss.backward()

@@ -10,23 +10,11 @@ import torch
 from ..data import load_dataset
 from ..errors import UnnoiseError
 from ..likelihood import dequantize, ode_log_likelihood
-from ..process import DiscreteDDPM
 from ..runs import load_run
 from ..train.progress import Progress
-from ..vlb import VARIANCES, variational_bound
+from ..vlb import VARIANCES, bound_unavailable, variational_bound
 
 EXACT_DIVERGENCE_UP_TO = 32  # dimensions; above this `auto` uses Hutchinson's estimator
-
-
-def vlb_unavailable(denoiser, variance: str | None) -> str | None:
-    """Why the variational bound cannot be computed for this model, or None."""
-    if not isinstance(denoiser.process, DiscreteDDPM):
-        return (f"the variational bound needs the discrete DDPM chain; this model's process is "
-                f"{denoiser.process.name!r} (continuous)")
-    if variance is None and not denoiser.learned_variance:
-        return ("the model has no learned variances (model.learned_variance=false), so its reverse steps have "
-                "no variance to bound with; pass --vlb-variance fixed_large or fixed_small to use a fixed one")
-    return None
 
 
 def _summary(bpd: torch.Tensor) -> dict:
@@ -94,7 +82,7 @@ def evaluate_nll(run_dir: Path, *, n: int = 256, seed: int = 0, split: str | Non
            "data": {"name": config.data.name, "options": dict(config.data.options), "split": split,
                     "levels": levels, "dims": x[0].numel()}}
     with torch.no_grad():
-        reason = vlb_unavailable(denoiser, vlb_variance)
+        reason = bound_unavailable(denoiser, vlb_variance)
         out["vlb"] = {"unavailable": reason} if reason else vlb_estimate(
             denoiser, x, levels=levels, variance=vlb_variance, batch=batch, seed=seed)
     out["ode"] = ode_estimate(denoiser, x, levels=levels, divergence=divergence, draws=draws, batch=batch,

@@ -48,20 +48,21 @@ def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str = "a
     with torch.no_grad():
         fake = generate(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, run_dir=run_dir)
         real_f, fake_f = ext.features(real).double(), ext.features(fake).double()
-        kid_mean, kid_se = kid(real_f, fake_f, subsets=kid_subsets, subset_size=min(1000, len(real_f), n),
+        subset_size = min(1000, len(real_f), n)
+        kid_mean, kid_se = kid(real_f, fake_f, subsets=kid_subsets, subset_size=subset_size,
                                generator=torch.Generator().manual_seed(seed))
         precision, recall = precision_recall(real_f, fake_f, k)
         scores = {"fd": fd(real_f, fake_f), "kid": kid_mean, "kid_stderr": kid_se, "precision": precision,
                   "recall": recall}
         if ext.logits is not None:
-            counts = torch.bincount(ext.logits(fake).argmax(1), minlength=ext.logits(real[:1]).shape[1])
-            scores["class_fractions"] = (counts.double() / n).tolist()
-            p = counts.double() / n
+            logits = ext.logits(fake)
+            p = torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double() / n
+            scores["class_fractions"] = p.tolist()
             scores["class_entropy_ratio"] = float(-(p[p > 0] * p[p > 0].log()).sum() / math.log(len(p)))
     protocol = {"run_dir": str(run_dir), "weights": weights, "n": n, "seeds": [seed, seed + n - 1],
                 "sampler": sampler, "steps": steps or config.sample.steps, "guidance": None,
                 "reference": {"dataset": config.data.name, "options": options, "n": len(real)},
                 "extractor": {"name": ext.name, "weights_sha256": ext.weights_sha256, **ext.info},
-                "kid": {"subsets": kid_subsets, "subset_size": min(1000, len(real_f), n), "kernel": "(x.y/d+1)^3",
+                "kid": {"subsets": kid_subsets, "subset_size": subset_size, "kernel": "(x.y/d+1)^3",
                         "seed": seed}, "precision_recall": {"k": k}}
     return {"scores": scores, "protocol": protocol}

@@ -158,10 +158,9 @@ class Trainer:
         cond = dist.shard(labels) if self.config.model.class_conditional else None
         weights = None if weights is None else dist.shard(weights)
         self.optimizer.zero_grad(set_to_none=True)
-        per_sample, history = self._accumulate(x0, t, noise, cond, weights)
+        weighted, history = self._accumulate(x0, t, noise, cond, weights)
         if self.timesteps is not None:
             self.timesteps.update(global_t, dist.gather(history))
-        weighted = per_sample if weights is None else per_sample * weights.to(per_sample.dtype)
         loss = dist.mean(weighted.mean())
         # the norm before clipping (max_norm inf: measure only); DDP gave every rank the same gradients
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip if tc.grad_clip > 0
@@ -182,7 +181,7 @@ class Trainer:
 
     def _accumulate(self, x0, t, noise, cond, weights) -> tuple[torch.Tensor, torch.Tensor]:
         """Backward through the slice in micro-batches (gradient of its weighted mean loss); returns the
-        unweighted per-sample losses and what the importance sampler records per sample (L_t of the
+        weighted per-sample losses and what the importance sampler records per sample (L_t of the
         hybrid loss, else the loss). DDP synchronises gradients on the last micro-batch only."""
         tc, local = self.tc, len(x0)
         micro = local // tc.grad_accum
@@ -201,7 +200,7 @@ class Trainer:
                     levels=self.config.data_levels or None, terms=terms).float()
                 weighted = per_sample if weights is None else per_sample * weights[part].to(per_sample.dtype)
                 (weighted.sum() / local).backward()
-            losses.append(per_sample.detach())
+            losses.append(weighted.detach())
             history.append(terms.get("vlb_bits", per_sample.detach()).float())
         return torch.cat(losses), torch.cat(history)
 
