@@ -45,12 +45,10 @@ def denoising_loss(
     gamma: float = 5.0,
     vlb_weight: float = 0.0,
     levels: int | None = None,
-    terms: dict | None = None,
 ) -> Tensor:
     """Per-sample weighted MSE between the network output at x_t ~ q(x_t | x0) and its target, plus
     vlb_weight * T * L_t (bits/dim) for a model with learned variances (`levels`: the data's
-    quantization levels for the decoder term at t = 0, None for continuous data). `terms`, if given,
-    receives the per-sample L_t as "vlb_bits"."""
+    quantization levels for the decoder term at t = 0, None for continuous data)."""
     alpha, s = denoiser.process.alpha_s(t)
     alpha, s = alpha.to(x0.device), s.to(x0.device)
     x_in, noise_in = denoiser.network_input(x0, noise, alpha, s)
@@ -59,10 +57,7 @@ def denoising_loss(
     mse = (out - target).pow(2).flatten(1).mean(1)
     loss = mse * loss_weight(denoiser, alpha, s, weighting, gamma).to(mse.dtype)
     if vlb_weight > 0:
-        l_t = vlb_bits(denoiser, x0, x_in, t, out.detach(), v, levels)
-        loss = loss + vlb_weight * denoiser.process.steps * l_t
-        if terms is not None:
-            terms["vlb_bits"] = l_t.detach()  # L_t per sample, for importance sampling of t
+        loss = loss + vlb_weight * denoiser.process.steps * vlb_bits(denoiser, x0, x_in, t, out.detach(), v, levels)
     return loss
 
 

@@ -158,9 +158,9 @@ class Trainer:
         cond = dist.shard(labels) if self.config.model.class_conditional else None
         weights = None if weights is None else dist.shard(weights)
         self.optimizer.zero_grad(set_to_none=True)
-        weighted, history = self._accumulate(x0, t, noise, cond, weights)
+        weighted, per_sample = self._accumulate(x0, t, noise, cond, weights)
         if self.timesteps is not None:
-            self.timesteps.update(global_t, dist.gather(history))
+            self.timesteps.update(global_t, dist.gather(per_sample))
         loss = dist.mean(weighted.mean())
         # the norm before clipping (max_norm inf: measure only); DDP gave every rank the same gradients
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip if tc.grad_clip > 0
@@ -181,11 +181,11 @@ class Trainer:
 
     def _accumulate(self, x0, t, noise, cond, weights) -> tuple[torch.Tensor, torch.Tensor]:
         """Backward through the slice in micro-batches (gradient of its weighted mean loss); returns the
-        weighted per-sample losses and what the importance sampler records per sample (L_t of the
-        hybrid loss, else the loss). DDP synchronises gradients on the last micro-batch only."""
+        weighted and the unweighted per-sample losses (the latter feed the importance sampler's history).
+        DDP synchronises gradients on the last micro-batch only."""
         tc, local = self.tc, len(x0)
         micro = local // tc.grad_accum
-        losses, history = [], []
+        weighted_losses, losses = [], []
         for k in range(tc.grad_accum):
             part = slice(k * micro, (k + 1) * micro)
             last = k == tc.grad_accum - 1
@@ -193,16 +193,15 @@ class Trainer:
             cast = (torch.autocast("cpu", dtype=torch.bfloat16) if tc.precision == "bf16"
                     else contextlib.nullcontext())
             with sync, cast:
-                terms = {}
                 per_sample = denoising_loss(
                     self.train_denoiser, x0[part], t[part], noise[part], cond=None if cond is None else cond[part],
                     weighting=tc.weighting, gamma=tc.min_snr_gamma, vlb_weight=tc.vlb_weight,
-                    levels=self.config.data_levels or None, terms=terms).float()
+                    levels=self.config.data_levels or None).float()
                 weighted = per_sample if weights is None else per_sample * weights[part].to(per_sample.dtype)
                 (weighted.sum() / local).backward()
-            losses.append(weighted.detach())
-            history.append(terms.get("vlb_bits", per_sample.detach()).float())
-        return torch.cat(losses), torch.cat(history)
+            weighted_losses.append(weighted.detach())
+            losses.append(per_sample.detach())
+        return torch.cat(weighted_losses), torch.cat(losses)
 
     def sample_grid(self) -> Path:
         from ..imageio import save_samples
