@@ -153,3 +153,12 @@ def test_tensorboard_without_the_package_is_a_one_line_error(tmp_path, capsys):
                  "--set", "train.sample_every=0", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert "needs the tensorboard package" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_checkpoint_from_before_markers_still_loads(tmp_path, caplog):
+    run = tmp_path / "run"
+    loop.train(tiny_config(steps=2, checkpoint_every=0), run)
+    (run / "checkpoint" / "COMPLETE").unlink()  # the layout an older version wrote
+    denoiser, _ = load_run(run)
+    assert all(torch.isfinite(p).all() for p in denoiser.parameters())
+    assert "no COMPLETE marker" in caplog.text

@@ -9,13 +9,15 @@ Layout of a run directory:
     rng.safetensors           torch and data-order generator states
     state.json                step, images seen, optimizer param groups, EMA update count
     config.json               the resolved RunConfig again, so a checkpoint stands alone
-    COMPLETE                  written last: a checkpoint without it is never loaded
+    COMPLETE                  written last, with every file's SHA-256; loading verifies them (a directory
+                              with state.json but no marker predates markers and loads with a warning)
   history/step_NNNNNNN/       the last `keep` checkpoints (hard links to the same files, no copies)
   best/                       the checkpoint with the lowest training loss so far
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import os
 import shutil
@@ -24,6 +26,8 @@ from pathlib import Path
 import torch
 
 from ..errors import UnnoiseError
+
+log = logging.getLogger("unnoise.train")
 
 
 def _safetensors():
@@ -158,6 +162,10 @@ def checkpoint_dir(run_dir: Path) -> Path:
         candidate = run_dir / name
         if (candidate / MARKER).exists():
             verify_checkpoint(candidate)
+            return candidate
+        if (candidate / "state.json").exists():  # written before markers existed: complete by the swap
+            log.warning("%s has no %s marker (an older unnoise wrote it): loading without checksums",
+                        candidate, MARKER)
             return candidate
     raise UnnoiseError(f"{run_dir}: no complete checkpoint found (expected {run_dir / 'checkpoint'}/{MARKER})")
 
