@@ -39,6 +39,10 @@ def _add_sample(sub) -> None:
     p.add_argument("--eta", type=float, help="DDIM stochasticity (0 deterministic, 1 ancestral)")
     p.add_argument("--churn", type=float, help="Heun S_churn (EDM Algorithm 2)")
     p.add_argument("--class", dest="class_label", type=int, help="class label for class-conditional runs")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none; default: the run's)")
+    p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
+                   help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
+    p.add_argument("--guidance-rescale", type=float, help="guidance rescale phi in [0, 1] (Lin et al. 2024)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"])
     p.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG grid (or scatter for 2-D data)")
     p.add_argument("--gif", type=Path, help="also write the denoising trajectory as an animated GIF")
@@ -56,6 +60,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--sampler", default="auto", help="sampler for the generated samples")
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
     p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--extractor", help="feature extractor: the dataset's classifier (default), or inception")
+    p.add_argument("--inception-weights", type=Path,
+                   help="local pt_inception-2015-12-05 weights (.pth or .safetensors) for --extractor inception")
     p.add_argument("--batch", type=int, default=128, help="--nll: data points per batch")
     p.add_argument("--vlb-variance", choices=["fixed_large", "fixed_small", "learned"],
                    help="--nll: reverse variance for the bound (default: the model's learned one)")
@@ -136,8 +143,14 @@ def cmd_eval(args) -> None:
     else:
         from .eval.quality import evaluate_quality
 
+        if args.inception_weights is not None:
+            from .eval.features import register_extractor
+            from .eval.inception import inception_extractor
+
+            register_extractor("inception", lambda: inception_extractor(args.inception_weights))
         result = evaluate_quality(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
                                   steps=args.steps, split=args.split, kid_subsets=args.kid_subsets,
+                                  extractor=args.extractor or ("inception" if args.inception_weights else None),
                                   weights=args.weights)
         out = args.out or Path(args.run_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=2))

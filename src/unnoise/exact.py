@@ -121,3 +121,27 @@ def reference_ode_solution(D, x: Tensor, sigma_start: float, sigma_end: float, s
         k4 = f(x + h * k3, u1)
         x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
     return x
+
+
+class LabelledMixture:
+    """Exact class-conditional denoiser: class k is component k of `mixture`, and the null label
+    (`null_class` = K) is the whole mixture, as a network trained with condition dropout learns it.
+    Callable as D(x, sigma, cond) with cond (B,) labels or None (unconditional)."""
+
+    def __init__(self, mixture: GaussianMixture):
+        self.mixture = mixture
+        self.null_class = len(mixture.weights)
+        self.calls = 0
+        self.components = [GaussianMixture(mixture.means[k:k + 1], mixture.covs[k:k + 1])
+                           for k in range(self.null_class)]
+
+    def __call__(self, x: Tensor, sigma: Tensor, cond: Tensor | None = None) -> Tensor:
+        self.calls += 1
+        sigma = torch.as_tensor(sigma, dtype=torch.float64).expand(x.shape[0])
+        out = self.mixture.posterior_mean(x, sigma)
+        if cond is not None:
+            for k, component in enumerate(self.components):
+                rows = cond == k
+                if rows.any():
+                    out[rows] = component.posterior_mean(x[rows], sigma[rows])
+        return out.to(x.dtype)

@@ -54,6 +54,8 @@ def check_options(config: RunConfig) -> None:
         raise UnnoiseError(f"{needs_chain[0]} needs model.process=ddpm (the discrete chain), got {m.process!r}")
     if m.learned_variance and m.prediction == "edm":
         raise UnnoiseError("model.learned_variance needs model.prediction eps, x0 or v, got 'edm'")
+    if not 0 <= t.cond_dropout < 1:
+        raise UnnoiseError(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.vlb_weight < 0:
         raise UnnoiseError(f"train.vlb_weight must be >= 0, got {t.vlb_weight}")
     if t.vlb_weight > 0 and not m.learned_variance:

@@ -32,7 +32,8 @@ def _sampler_options(sampler: str, eta, churn) -> dict:
 
 def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | None = None, sampler=None,
                     steps=None, grid=None, eta=None, churn=None, class_label=None, weights="ema",
-                    save_tensor: Path | None = None) -> torch.Tensor:
+                    save_tensor: Path | None = None, guidance=None, guidance_interval=None,
+                    guidance_rescale=None) -> torch.Tensor:
     """Sample a run and write the grid (and optional trajectory GIF / raw tensor); returns the samples."""
     denoiser, config = load_run(run_dir, weights)
     sampler = sampler or DEFAULT_SAMPLER
@@ -49,10 +50,13 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
         if not 0 <= class_label < config.num_classes:
             raise UnnoiseError(f"--class {class_label}: valid classes are 0..{config.num_classes - 1}")
         cond = torch.full((n,), class_label, dtype=torch.long)
+    elif guidance is not None or guidance_interval is not None or guidance_rescale is not None:
+        raise UnnoiseError("--guidance options need a condition: pass --class (or --prompt for text runs)")
     frames = []
     callback = (lambda i, sigma, x, x0: frames.append(x0.clone())) if gif is not None else None
     x = sample_run(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, grid=grid, options=options,
-                   cond=cond, callback=callback, batch_size=n if gif is not None else 250, cache_dir=run_dir)
+                   cond=cond, callback=callback, batch_size=n if gif is not None else 250, cache_dir=run_dir,
+                   guidance=guidance, guidance_interval=guidance_interval, guidance_rescale=guidance_rescale)
     from .imageio import save_samples
 
     save_samples(x, config.data_shape, out)
@@ -70,5 +74,7 @@ def sample_command(args) -> None:
         raise UnnoiseError(f"--n must be >= 1, got {args.n}")
     sample_to_files(args.run_dir, n=args.n, seed=args.seed, out=args.out, gif=args.gif, sampler=args.sampler,
                     steps=args.steps, grid=args.grid, eta=args.eta, churn=args.churn,
-                    class_label=args.class_label, weights=args.weights, save_tensor=args.save_tensor)
+                    class_label=args.class_label, weights=args.weights, save_tensor=args.save_tensor,
+                    guidance=args.guidance, guidance_interval=args.guidance_interval,
+                    guidance_rescale=args.guidance_rescale)
     print(f"wrote {args.n} samples to {args.out}" + (f" and the trajectory to {args.gif}" if args.gif else ""))

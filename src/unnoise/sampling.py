@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from .grids import sigma_grid
+from .guide import cfg
 from .sample import SAMPLERS, generate, get_sampler
 from .sample.budget import auto_solver, calibrate_auto
 from .train.config import RunConfig
@@ -32,6 +33,18 @@ def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None
     return auto_solver(name), result.sigmas
 
 
+def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None):
+    """The run's denoiser with classifier-free guidance (the sample section's settings unless given).
+    The null condition is the null class label, `config.num_classes`."""
+    s = config.sample
+    scale = s.guidance if scale is None else scale
+    interval = tuple(s.guidance_interval if interval is None else interval) or None
+    rescale = s.guidance_rescale if rescale is None else rescale
+    if scale == 1.0 and not rescale:
+        return denoiser
+    return cfg(denoiser, scale, config.num_classes, interval=interval, rescale=rescale)
+
+
 def grid_for(denoiser, config: RunConfig, steps: int | None = None, grid: str | None = None) -> Tensor:
     """The sigma grid for sampling `denoiser` with the run's (or the given) grid and step count."""
     return sigma_grid(grid or config.sample.grid, denoiser.process, steps or config.sample.steps)
@@ -41,9 +54,13 @@ def grid_for(denoiser, config: RunConfig, steps: int | None = None, grid: str | 
 def sample_run(denoiser, config: RunConfig, *, n: int, seed: int = 0, sampler: str | None = None,
                steps: int | None = None, grid: str | None = None, options: dict | None = None,
                cond: Tensor | None = None, callback=None, batch_size: int = 250,
-               cache_dir: Path | None = None) -> Tensor:
-    """n samples with per-sample seeds seed, seed+1, ...: any batch size gives the same samples."""
+               cache_dir: Path | None = None, guidance: float | None = None,
+               guidance_interval: tuple | None = None, guidance_rescale: float | None = None) -> Tensor:
+    """n samples with per-sample seeds seed, seed+1, ...: any batch size gives the same samples.
+    With `cond`, classifier-free guidance at `guidance` (default: the run's sample.guidance)."""
     name = sampler or config.sample.sampler
+    if cond is not None:
+        denoiser = guided(denoiser, config, guidance, guidance_interval, guidance_rescale)
     if name == "auto":
         fn, sigmas = auto_sampler(denoiser, config, steps or config.sample.steps, cache_dir)
     else:

@@ -10,6 +10,7 @@ from typing import Callable
 from unnoise.data.base import ArrayDataset
 from unnoise.data.digits import load_digits
 from unnoise.data.imagefolder import load_imagefolder
+from unnoise.data.shapes import load_shapes
 from unnoise.data.toy2d import load_toy2d, ring_centers
 from unnoise.errors import UnnoiseError, unknown_name
 
@@ -17,6 +18,7 @@ DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "digits": load_digits,
     "toy2d": load_toy2d,
     "imagefolder": load_imagefolder,
+    "shapes": load_shapes,
 }
 
 
@@ -45,6 +47,7 @@ __all__ = [
     "load_dataset",
     "load_digits",
     "load_imagefolder",
+    "load_shapes",
     "load_toy2d",
     "ring_centers",
 ]

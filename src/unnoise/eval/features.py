@@ -120,3 +120,12 @@ def extractor_for(name: str) -> Extractor:
     if name not in EXTRACTORS:
         raise unknown_name("feature extractor", name, EXTRACTORS)
     return EXTRACTORS[name]()
+
+
+def _inception_from_env() -> Extractor:
+    from .inception import inception_from_env  # on use: inception.py imports this module
+
+    return inception_from_env()
+
+
+register_extractor("inception", _inception_from_env)

@@ -48,6 +48,7 @@ class TrainConfig:
     weighting: str = "none"
     min_snr_gamma: float = 5.0
     density: str = "uniform"  # or "lognormal", or "importance" (loss-aware t, discrete DDPM only)
+    cond_dropout: float = 0.1  # conditional runs: probability of training on the null condition (for guidance)
     vlb_weight: float = 0.0  # lambda of the hybrid loss L_simple + lambda L_vlb (0.001 in Nichol & Dhariwal)
     p_mean: float = -1.2
     p_std: float = 1.2
@@ -66,6 +67,9 @@ class SampleConfig:
     steps: int = 18
     grid: str = "karras"
     n: int = 64
+    guidance: float = 1.0  # classifier-free guidance scale for conditional sampling (1: none)
+    guidance_interval: tuple = ()  # (sigma_lo, sigma_hi): guide only there; empty: everywhere
+    guidance_rescale: float = 0.0  # phi of guidance rescale (Lin et al. 2024); 0: off
 
 
 @dataclass(frozen=True)

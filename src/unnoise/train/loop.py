@@ -14,6 +14,7 @@ import torch
 from ..data import load_dataset
 from ..errors import UnnoiseError
 from ..grids import sample_training_t
+from ..guide import drop_conditions
 from ..losses import denoising_loss
 from ..param import Denoiser
 from ..runs import build_denoiser, read_run_config, resolve_config
@@ -155,7 +156,9 @@ class Trainer:
         noise = torch.randn(x0.shape, generator=self.noise_gen)
         global_t = t
         x0, t, noise = dist.shard(x0), dist.shard(t), dist.shard(noise)
-        cond = dist.shard(labels) if self.config.model.class_conditional else None
+        cond = None
+        if self.config.model.class_conditional:  # the same draws on every rank: dropped before sharding
+            cond = dist.shard(drop_conditions(labels, tc.cond_dropout, self.config.num_classes, self.noise_gen))
         weights = None if weights is None else dist.shard(weights)
         self.optimizer.zero_grad(set_to_none=True)
         weighted, per_sample = self._accumulate(x0, t, noise, cond, weights)

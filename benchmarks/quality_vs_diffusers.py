@@ -1,0 +1,186 @@
+"""Sample-quality race on the built-in digits: our default recipe against the standard diffusers recipe,
+at the same training budget in images seen.
+
+(a) ours: the `digits` preset (the `make demo` recipe: residual MLP, EDM preconditioning, log-normal
+    noise levels, EMA), trained on the train split, sampled with the default `auto` sampler;
+(b) diffusers: `UNet2DModel` of similar size, `DDPMScheduler` (epsilon prediction, linear betas
+    1e-4..0.02, 1000 steps), AdamW at 1e-4 with the settings of diffusers' train_unconditional example
+    (betas 0.95/0.999, weight decay 1e-6, cosine schedule with 500 warm-up steps, gradient clipping at 1,
+    EMA with power 3/4), sampled with `DDIMScheduler` (eta 0) at the requested number of steps.
+
+Both train on the digits' train split (1,500 images) for --steps steps of --batch images. Each model
+draws --n samples per NFE (10, 20, 50) from per-sample seeds; the score is the Frechet distance on the
+digit classifier's features (unnoise.eval.features) against the 297 held-out test digits.
+
+    python benchmarks/quality_vs_diffusers.py [--json] [--steps 3000] [--batch 128] [--n 2000]
+
+Prints {"ours": {NFE: fd}, "diffusers": {NFE: fd}, "images_seen", "train_seconds": {...}, ...}.
+Targets (issue 6): ours at NFE 10 beats diffusers at NFE 50; ours <= 0.5x diffusers at equal NFE.
+Needs the bench extra (diffusers). About 25 minutes on 2 cores, most of it the diffusers U-Net.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+try:
+    import unnoise  # noqa: F401
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import torch
+
+NFES = (10, 20, 50)
+SAMPLE_SEED = 10_000
+DIFFUSERS_WIDTHS = (64, 128)  # 2.79M parameters with one block per level, vs our MLP's 2.47M
+
+
+def train_ours(steps: int, batch: int, run_dir: Path) -> dict:
+    from unnoise.train.config import apply_overrides, config_from_dict
+    from unnoise.train.loop import train
+    from unnoise.train.presets import preset
+
+    overrides = [f"train.steps={steps}", f"train.batch_size={batch}", "data.options.split=train",
+                 f"train.sample_every={steps}", f"train.checkpoint_every={steps}"]
+    config = config_from_dict(apply_overrides(preset("digits"), overrides))
+    t0 = time.perf_counter()
+    train(config, run_dir)
+    return {"seconds": time.perf_counter() - t0}
+
+
+def sample_ours(run_dir: Path, n: int) -> dict[int, torch.Tensor]:
+    from unnoise.runs import load_run
+    from unnoise.sampling import sample_run
+
+    denoiser, config = load_run(run_dir)
+    return {nfe: sample_run(denoiser, config, n=n, seed=SAMPLE_SEED, sampler="auto", steps=nfe, cache_dir=run_dir)
+            for nfe in NFES}
+
+
+def diffusers_model():
+    import diffusers
+
+    return diffusers.UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=DIFFUSERS_WIDTHS, layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+
+
+def train_diffusers(images: torch.Tensor, steps: int, batch: int, seed: int = 0):
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel
+
+    from unnoise.train.progress import Progress
+
+    torch.manual_seed(seed)
+    model = diffusers_model().train()
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
+    lr_schedule = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=500, num_training_steps=steps)
+    ema = EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=0.75)
+    g = torch.Generator().manual_seed(seed)
+    order, cursor, progress, t0 = torch.randperm(len(images), generator=g), 0, Progress(steps, "diffusers"), time.perf_counter()
+    for step in range(steps):
+        if cursor + batch > len(order):  # shuffled epochs, as a DataLoader with shuffle=True
+            order, cursor = torch.randperm(len(images), generator=g), 0
+        x0 = images[order[cursor:cursor + batch]]
+        cursor += batch
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, 1000, (len(x0),), generator=g)
+        loss = torch.nn.functional.mse_loss(model(scheduler.add_noise(x0, noise, t), t).sample, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        lr_schedule.step()
+        ema.step(model.parameters())
+        progress.update(step + 1, loss=float(loss))
+    ema.copy_to(model.parameters())
+    return model.eval(), scheduler, time.perf_counter() - t0
+
+
+@torch.no_grad()
+def sample_diffusers(model, train_scheduler, n: int, chunk: int = 500) -> dict[int, torch.Tensor]:
+    from diffusers import DDIMScheduler
+
+    out = {}
+    for nfe in NFES:
+        scheduler = DDIMScheduler.from_config(train_scheduler.config)
+        scheduler.set_timesteps(nfe)
+        chunks = []
+        for start in range(0, n, chunk):
+            x = torch.stack([torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(SAMPLE_SEED + i))
+                             for i in range(start, min(n, start + chunk))])
+            for t in scheduler.timesteps:
+                x = scheduler.step(model(x, t).sample, t, x, eta=0.0).prev_sample
+            chunks.append(x)
+        out[nfe] = torch.cat(chunks)
+    return out
+
+
+def frechet_scores(samples: dict[int, torch.Tensor]) -> dict[str, float]:
+    from unnoise.data import load_dataset
+    from unnoise.eval.features import extractor_for
+    from unnoise.eval.metrics import fd
+
+    extractor = extractor_for("digits")
+    with torch.no_grad():
+        real = extractor.features(load_dataset("digits", split="test").x).double()
+        return {str(nfe): round(fd(real, extractor.features(x).double()), 2) for nfe, x in samples.items()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--run-dir", type=Path, help="where our run goes (default: a temporary directory)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from unnoise.data import load_dataset
+
+    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="unnoise-race-"))
+    ours_train = train_ours(args.steps, args.batch, run_dir)
+    t0 = time.perf_counter()
+    ours = frechet_scores(sample_ours(run_dir, args.n))
+    ours_sample_seconds = time.perf_counter() - t0
+
+    model, scheduler, diffusers_seconds = train_diffusers(load_dataset("digits", split="train").x, args.steps,
+                                                         args.batch)
+    t0 = time.perf_counter()
+    theirs = frechet_scores(sample_diffusers(model, scheduler, args.n))
+    theirs_sample_seconds = time.perf_counter() - t0
+
+    result = {
+        "ours": ours, "diffusers": theirs, "images_seen": args.steps * args.batch,
+        "train_seconds": {"ours": round(ours_train["seconds"], 1), "diffusers": round(diffusers_seconds, 1)},
+        "sample_seconds": {"ours": round(ours_sample_seconds, 1), "diffusers": round(theirs_sample_seconds, 1)},
+        "ratio_at_equal_nfe": {k: round(ours[k] / theirs[k], 3) for k in ours},
+        "ours_nfe10_beats_diffusers_nfe50": ours["10"] < theirs["50"],
+        "params": {"ours": _param_count(run_dir), "diffusers": sum(p.numel() for p in model.parameters())},
+        "setup": {"steps": args.steps, "batch": args.batch, "n": args.n, "threads": args.threads,
+                  "reference": "digits test split (297)", "extractor": "digits-classifier",
+                  "ours_sampler": "auto", "diffusers_sampler": "DDIMScheduler eta=0", "run_dir": str(run_dir)},
+    }
+    print(json.dumps(result))
+    if not args.json:
+        ok = result["ours_nfe10_beats_diffusers_nfe50"] and max(result["ratio_at_equal_nfe"].values()) <= 0.5
+        print("targets met" if ok else "targets NOT met", file=sys.stderr)
+    return 0
+
+
+def _param_count(run_dir: Path) -> int:
+    from unnoise.runs import load_run
+
+    denoiser, _ = load_run(run_dir)
+    return sum(p.numel() for p in denoiser.parameters())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
