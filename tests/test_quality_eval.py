@@ -43,3 +43,22 @@ def test_eval_without_an_extractor_names_the_choices(tmp_path, cache, capsys):
     assert main(["eval", str(run), "--n", "10"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown feature extractor 'toy2d'" in err[0] and "digits" in err[0]
+
+
+def test_class_conditional_eval_reports_per_class_accuracy_under_guidance(tmp_path, cache, capsys):
+    run = tmp_path / "cond"
+    assert main(["train", "--preset", "digits", "--steps", "30", "--out", str(run), "--set", "train.sample_every=0",
+                 "--set", "model.class_conditional=true", "--set", "train.cond_dropout=0.2",
+                 "--set", "model.network_options.hidden=32", "--set", "model.network_options.depth=1"]) == 0
+    assert main(["sample", str(run), "--class", "3", "--guidance", "2", "--n", "4", "--sampler", "heun",
+                 "--steps", "3", "--out", str(tmp_path / "three.png")]) == 0
+    assert main(["eval", str(run), "--n", "40", "--sampler", "heun", "--steps", "3", "--kid-subsets", "3",
+                 "--guidance", "2.5"]) == 0
+    result = json.loads((run / "eval.json").read_text())
+    per_class = result["scores"]["per_class_accuracy"]
+    assert len(per_class) == 10 and all(0 <= a <= 1 for a in per_class)
+    assert abs(result["scores"]["class_accuracy"] - sum(per_class) / 10) < 1e-12  # 4 samples of each class
+    assert result["protocol"]["guidance"] == 2.5
+    capsys.readouterr()
+    assert main(["sample", str(run), "--guidance", "2", "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
+    assert "--class" in capsys.readouterr().err

@@ -39,6 +39,7 @@ def _add_sample(sub) -> None:
     p.add_argument("--eta", type=float, help="DDIM stochasticity (0 deterministic, 1 ancestral)")
     p.add_argument("--churn", type=float, help="Heun S_churn (EDM Algorithm 2)")
     p.add_argument("--class", dest="class_label", type=int, help="class label for class-conditional runs")
+    p.add_argument("--prompt", help="caption for text-conditional runs")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none; default: the run's)")
     p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
@@ -60,6 +61,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--sampler", default="auto", help="sampler for the generated samples")
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
     p.add_argument("--kid-subsets", type=int, default=100)
+    p.add_argument("--guidance", type=float, help="class-conditional runs: guidance scale (default: the run's)")
     p.add_argument("--extractor", help="feature extractor: the dataset's classifier (default), or inception")
     p.add_argument("--inception-weights", type=Path,
                    help="local pt_inception-2015-12-05 weights (.pth or .safetensors) for --extractor inception")
@@ -151,7 +153,7 @@ def cmd_eval(args) -> None:
         result = evaluate_quality(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
                                   steps=args.steps, split=args.split, kid_subsets=args.kid_subsets,
                                   extractor=args.extractor or ("inception" if args.inception_weights else None),
-                                  weights=args.weights)
+                                  weights=args.weights, guidance=args.guidance)
         out = args.out or Path(args.run_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))

@@ -32,6 +32,10 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
         if num_classes == 0:
             raise UnnoiseError(f"model.class_conditional: dataset {config.data.name!r} has no labels")
         options.setdefault("num_classes", num_classes)
+    if config.model.text_conditional:
+        from .nn.text_encoder import EMBED_DIM
+
+        options.setdefault("context_dim", EMBED_DIM)
     model = dataclasses.replace(config.model, network_options=options)
     return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes,
                                data_levels=levels)
@@ -54,6 +58,8 @@ def check_options(config: RunConfig) -> None:
         raise UnnoiseError(f"{needs_chain[0]} needs model.process=ddpm (the discrete chain), got {m.process!r}")
     if m.learned_variance and m.prediction == "edm":
         raise UnnoiseError("model.learned_variance needs model.prediction eps, x0 or v, got 'edm'")
+    if m.text_conditional and (m.class_conditional or m.network != "unet"):
+        raise UnnoiseError("model.text_conditional needs model.network=unet and model.class_conditional=false")
     if not 0 <= t.cond_dropout < 1:
         raise UnnoiseError(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.vlb_weight < 0:

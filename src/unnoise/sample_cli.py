@@ -33,7 +33,7 @@ def _sampler_options(sampler: str, eta, churn) -> dict:
 def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | None = None, sampler=None,
                     steps=None, grid=None, eta=None, churn=None, class_label=None, weights="ema",
                     save_tensor: Path | None = None, guidance=None, guidance_interval=None,
-                    guidance_rescale=None) -> torch.Tensor:
+                    guidance_rescale=None, prompt: str | None = None) -> torch.Tensor:
     """Sample a run and write the grid (and optional trajectory GIF / raw tensor); returns the samples."""
     denoiser, config = load_run(run_dir, weights)
     sampler = sampler or DEFAULT_SAMPLER
@@ -44,7 +44,13 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
                            "name a sampler with --sampler to use a fixed grid")
     options = _sampler_options(sampler, eta, churn)
     cond = None
-    if class_label is not None:
+    if prompt is not None:
+        if not config.model.text_conditional:
+            raise UnnoiseError(f"--prompt: run {run_dir} is not text-conditional")
+        from .captions import encode_captions
+
+        cond = {k: v.expand(n, *v.shape[1:]) for k, v in encode_captions([prompt], config.model.text_max_tokens).items()}
+    elif class_label is not None:
         if not config.model.class_conditional:
             raise UnnoiseError(f"--class: run {run_dir} is not class-conditional")
         if not 0 <= class_label < config.num_classes:
@@ -76,5 +82,5 @@ def sample_command(args) -> None:
                     steps=args.steps, grid=args.grid, eta=args.eta, churn=args.churn,
                     class_label=args.class_label, weights=args.weights, save_tensor=args.save_tensor,
                     guidance=args.guidance, guidance_interval=args.guidance_interval,
-                    guidance_rescale=args.guidance_rescale)
+                    guidance_rescale=args.guidance_rescale, prompt=args.prompt)
     print(f"wrote {args.n} samples to {args.out}" + (f" and the trajectory to {args.gif}" if args.gif else ""))

@@ -7,6 +7,7 @@ from torch import Tensor
 import json
 from pathlib import Path
 
+from .captions import slice_condition
 from .grids import sigma_grid
 from .guide import cfg
 from .sample import SAMPLERS, generate, get_sampler
@@ -35,14 +36,19 @@ def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None
 
 def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None):
     """The run's denoiser with classifier-free guidance (the sample section's settings unless given).
-    The null condition is the null class label, `config.num_classes`."""
+    The null condition is the null class label, `config.num_classes`, or the empty caption for text."""
     s = config.sample
     scale = s.guidance if scale is None else scale
     interval = tuple(s.guidance_interval if interval is None else interval) or None
     rescale = s.guidance_rescale if rescale is None else rescale
     if scale == 1.0 and not rescale:
         return denoiser
-    return cfg(denoiser, scale, config.num_classes, interval=interval, rescale=rescale)
+    null = config.num_classes
+    if config.model.text_conditional:
+        from .captions import null_condition
+
+        null = null_condition(config.model.text_max_tokens)
+    return cfg(denoiser, scale, null, interval=interval, rescale=rescale)
 
 
 def grid_for(denoiser, config: RunConfig, steps: int | None = None, grid: str | None = None) -> Tensor:
@@ -69,7 +75,7 @@ def sample_run(denoiser, config: RunConfig, *, n: int, seed: int = 0, sampler: s
     chunks = []
     for start in range(0, n, batch_size):
         seeds = range(seed + start, seed + min(n, start + batch_size))
-        chunk_cond = None if cond is None else cond[start:start + len(seeds)]
+        chunk_cond = slice_condition(cond, slice(start, start + len(seeds)))
         chunks.append(generate(denoiser, config.data_shape, sigmas, fn, seeds=seeds, cond=chunk_cond,
                                callback=callback))
     return torch.cat(chunks).float()

@@ -25,28 +25,37 @@ def reference_split(config, split: str | None) -> str | None:
     return "test" if "split" in inspect.signature(DATASETS[config.data.name]).parameters else None
 
 
-def generate(denoiser, config, *, n: int, seed: int, sampler: str, steps: int | None, run_dir) -> torch.Tensor:
-    """n samples (seeds seed .. seed+n-1) in chunks, with a progress bar."""
+def generate(denoiser, config, *, n: int, seed: int, sampler: str, steps: int | None, run_dir,
+             labels: torch.Tensor | None = None, guidance: float | None = None) -> torch.Tensor:
+    """n samples (seeds seed .. seed+n-1) in chunks, with a progress bar; conditioned on `labels` (n,)
+    with classifier-free guidance `guidance` when given."""
     progress = Progress(n, "sample")
     chunks = []
     for start in range(0, n, CHUNK):
         count = min(CHUNK, n - start)
+        cond = None if labels is None else labels[start:start + count]
         chunks.append(sample_run(denoiser, config, n=count, seed=seed + start, sampler=sampler, steps=steps,
-                                 cache_dir=run_dir))
+                                 cache_dir=run_dir, cond=cond, guidance=guidance))
         progress.update(start + count)
     return torch.cat(chunks)
 
 
 def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str = "auto", steps: int | None = None,
                      split: str | None = None, extractor: str | None = None, kid_subsets: int = 100,
-                     k: int = 3, weights: str = "ema") -> dict:
+                     k: int = 3, weights: str = "ema", guidance: float | None = None) -> dict:
+    """Scores and protocol of n generated samples; class-conditional runs generate equal numbers of each
+    class (labels 0, 1, ..., K-1, 0, ...) at guidance scale `guidance` and also report per-class accuracy."""
     denoiser, config = load_run(run_dir, weights)
+    labels = torch.arange(n) % config.num_classes if config.model.class_conditional else None
+    if labels is not None and guidance is None:
+        guidance = config.sample.guidance
     ext = extractor_for(extractor or config.data.name)
     split = reference_split(config, split)
     options = dict(config.data.options, **({"split": split} if split else {}))
     real = load_dataset(config.data.name, **options).x
     with torch.no_grad():
-        fake = generate(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, run_dir=run_dir)
+        fake = generate(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, run_dir=run_dir,
+                        labels=labels, guidance=guidance)
         real_f, fake_f = ext.features(real).double(), ext.features(fake).double()
         subset_size = min(1000, len(real_f), n)
         kid_mean, kid_se = kid(real_f, fake_f, subsets=kid_subsets, subset_size=subset_size,
@@ -59,10 +68,20 @@ def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str = "a
             p = torch.bincount(logits.argmax(1), minlength=logits.shape[1]).double() / n
             scores["class_fractions"] = p.tolist()
             scores["class_entropy_ratio"] = float(-(p[p > 0] * p[p > 0].log()).sum() / math.log(len(p)))
+            if labels is not None:
+                scores.update(class_accuracy(logits.argmax(1), labels, config.num_classes))
     protocol = {"run_dir": str(run_dir), "weights": weights, "n": n, "seeds": [seed, seed + n - 1],
-                "sampler": sampler, "steps": steps or config.sample.steps, "guidance": None,
+                "sampler": sampler, "steps": steps or config.sample.steps, "guidance": guidance,
+                "labels": None if labels is None else f"i mod {config.num_classes} for sample i",
                 "reference": {"dataset": config.data.name, "options": options, "n": len(real)},
                 "extractor": {"name": ext.name, "weights_sha256": ext.weights_sha256, **ext.info},
                 "kid": {"subsets": kid_subsets, "subset_size": subset_size, "kernel": "(x.y/d+1)^3",
                         "seed": seed}, "precision_recall": {"k": k}}
     return {"scores": scores, "protocol": protocol}
+
+
+def class_accuracy(predicted: torch.Tensor, labels: torch.Tensor, classes: int) -> dict:
+    """Overall and per-class fraction of conditional samples the classifier assigns to their own class."""
+    hits = (predicted == labels).double()
+    per_class = [float(hits[labels == k].mean()) if bool((labels == k).any()) else None for k in range(classes)]
+    return {"class_accuracy": float(hits.mean()), "per_class_accuracy": per_class}

@@ -37,11 +37,17 @@ class EmbedBlock(nn.Module):
 
 
 class EmbedSequential(nn.Sequential):
-    """Sequential container that passes ``emb`` to the :class:`EmbedBlock` children."""
+    """Sequential container that passes ``emb`` to the :class:`EmbedBlock` children and the text
+    ``context`` to the :class:`CrossAttentionBlock` children."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context=None) -> torch.Tensor:
         for layer in self:
-            x = layer(x, emb) if isinstance(layer, EmbedBlock) else layer(x)
+            if isinstance(layer, EmbedBlock):
+                x = layer(x, emb)
+            elif isinstance(layer, CrossAttentionBlock):
+                x = layer(x, context)
+            else:
+                x = layer(x)
         return x
 
 
@@ -100,6 +106,34 @@ class AttentionBlock(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, D)
         a = a.transpose(1, 2).reshape(batch, -1, channels)  # (B, H, L, D) -> (B, L, C)
         return x + self.proj(a).transpose(1, 2).reshape(x.shape)  # (B, L, C) -> (B, C, *S)
+
+
+class CrossAttentionBlock(nn.Module):
+    """Multi-head attention from every position to the text tokens, with a residual connection
+    (Rombach et al. 2022): queries from GN(x), keys and values from the (B, L, context_dim) tokens,
+    padding tokens masked out. The output projection starts at zero, so the block starts as identity."""
+
+    def __init__(self, channels: int, context_dim: int, num_heads: int = 4, groups: int = 32):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"{channels} channels are not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.norm = group_norm(channels, groups)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.proj = zero_(nn.Linear(channels, channels))
+
+    def forward(self, x: torch.Tensor, context) -> torch.Tensor:
+        """``x`` (B, C, *S), context = (tokens (B, L, D), mask (B, L) bool) -> (B, C, *S)."""
+        tokens, mask = context
+        batch, channels = x.shape[:2]
+        heads, width = self.num_heads, channels // self.num_heads
+        q = self.q(self.norm(x).flatten(2).transpose(1, 2))  # (B, C, *S) -> (B, N, C)
+        q = q.reshape(batch, -1, heads, width).transpose(1, 2)  # -> (B, H, N, W)
+        k, v = self.kv(tokens.to(q.dtype)).reshape(batch, -1, 2, heads, width).permute(2, 0, 3, 1, 4)  # 2 x (B, H, L, W)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # (B, H, N, W)
+        a = a.transpose(1, 2).reshape(batch, -1, channels)  # -> (B, N, C)
+        return x + self.proj(a).transpose(1, 2).reshape(x.shape)
 
 
 class Downsample(nn.Module):

@@ -130,18 +130,26 @@ def noise_batch(t: torch.Tensor | float, batch: int, device: torch.device) -> to
 
 
 class Conditioning(nn.Module):
-    """Noise embedding plus (optional) class embedding: (t, cond) -> (B, hidden)."""
+    """Noise embedding plus (optional) class embedding or projected pooled text: (t, cond) -> (B, hidden)."""
 
-    def __init__(self, kind: str, dim: int, hidden: int, num_classes: int = 0):
+    def __init__(self, kind: str, dim: int, hidden: int, num_classes: int = 0, context_dim: int = 0):
         super().__init__()
         self.num_classes = num_classes
         self.noise = NoiseEmbedding(kind, dim, hidden)
         self.classes = ClassEmbedding(num_classes, hidden) if num_classes > 0 else None
+        self.text = nn.Linear(context_dim, hidden) if context_dim > 0 else None
 
-    def forward(self, t: torch.Tensor, cond: torch.Tensor | None, batch: int) -> torch.Tensor:
-        """Embed noise input ``t`` (B,) and labels ``cond`` (B,) or None -> (B, hidden)."""
+    def forward(self, t: torch.Tensor, cond, batch: int) -> torch.Tensor:
+        """Embed noise input ``t`` (B,) and labels ``cond`` (B,), text (a dict with "pooled" (B, D)) or
+        None -> (B, hidden)."""
         device = self.noise.mlp[0].weight.device
         emb = self.noise(noise_batch(t, batch, device))
+        if self.text is not None:
+            if not isinstance(cond, dict):
+                raise ValueError("this network is text-conditioned: cond must be a dict with tokens, mask, pooled")
+            return emb + self.text(cond["pooled"].to(emb.dtype))
+        if isinstance(cond, dict):
+            raise ValueError("text cond was given but the network has no text conditioning (context_dim=0)")
         if self.classes is not None:
             emb = emb + self.classes(cond, batch)
         elif cond is not None:

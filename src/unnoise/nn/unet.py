@@ -10,7 +10,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
-from .blocks import AttentionBlock, Downsample, EmbedSequential, ResBlock, Upsample, conv_nd, group_norm, zero_
+from .blocks import AttentionBlock, CrossAttentionBlock, Downsample, EmbedSequential, ResBlock, Upsample, conv_nd, group_norm, zero_
 from .config import freeze, require
 from .embedding import EMBEDDINGS, ClassConditioned, Conditioning
 
@@ -41,6 +41,8 @@ class UNetConfig:
     dims: int = 2
     scale_shift: bool = False
     checkpointing: bool = False  # recompute each block in the backward pass (less memory, ~30% more compute)
+    context_dim: int = 0  # > 0: text conditioning; cross-attention to (B, L, context_dim) tokens after every
+    #                       self-attention block, and the pooled text vector added to the noise embedding
 
     def __post_init__(self) -> None:
         mult, attn = freeze(self, "channel_mult"), freeze(self, "attention_resolutions")
@@ -53,6 +55,8 @@ class UNetConfig:
         require(self.dims in (1, 2), f"dims must be 1 or 2, got {self.dims}")
         require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         require(self.num_classes >= 0, f"num_classes must be >= 0, got {self.num_classes}")
+        require(self.context_dim >= 0, f"context_dim must be >= 0, got {self.context_dim}")
+        require(not (self.context_dim and self.num_classes), "a U-Net takes class labels or text, not both")
         require(self.groups >= 1 and self.num_heads >= 1, "groups and num_heads must be >= 1")
         require(self.embedding in EMBEDDINGS,
                 f"unknown embedding {self.embedding!r}; valid: {', '.join(sorted(EMBEDDINGS))}")
@@ -96,13 +100,13 @@ class UNet(ClassConditioned, nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = c = config
-        self.cond_embed = Conditioning(c.embedding, c.base_channels, c.emb_dim, c.num_classes)
+        self.cond_embed = Conditioning(c.embedding, c.base_channels, c.emb_dim, c.num_classes, c.context_dim)
         ch = c.base_channels * c.channel_mult[0]
         self.stem = conv_nd(c.dims, c.in_channels, ch, 3, padding=1)
         skip_channels = [ch]
         self.down = self._build_down(skip_channels)
         self.middle = EmbedSequential(self._res(c.mid_channels, c.mid_channels),
-                                      self._attention(c.mid_channels),
+                                      *self._attention(c.mid_channels),
                                       self._res(c.mid_channels, c.mid_channels))
         self.up = self._build_up(skip_channels)
         out_channels = c.in_channels if c.out_channels is None else c.out_channels
@@ -114,8 +118,13 @@ class UNet(ClassConditioned, nn.Module):
         return ResBlock(in_ch, out_ch, c.emb_dim, dims=c.dims, groups=c.groups,
                         dropout=c.dropout, scale_shift=c.scale_shift)
 
-    def _attention(self, ch: int) -> AttentionBlock:
-        return AttentionBlock(ch, self.config.num_heads, self.config.groups)
+    def _attention(self, ch: int) -> list[nn.Module]:
+        """Self-attention, followed by cross-attention to the text tokens in text-conditioned U-Nets."""
+        c = self.config
+        layers: list[nn.Module] = [AttentionBlock(ch, c.num_heads, c.groups)]
+        if c.context_dim:
+            layers.append(CrossAttentionBlock(ch, c.context_dim, c.num_heads, c.groups))
+        return layers
 
     def _build_down(self, skip_channels: list[int]) -> nn.ModuleList:
         """Encoder stages; records each stage's output channels in ``skip_channels``."""
@@ -126,7 +135,7 @@ class UNet(ClassConditioned, nn.Module):
                 layers = [self._res(ch, c.base_channels * mult)]
                 ch = c.base_channels * mult
                 if res in c.attention_resolutions:
-                    layers.append(self._attention(ch))
+                    layers.extend(self._attention(ch))
                 blocks.append(EmbedSequential(*layers))
                 skip_channels.append(ch)
             if level < len(c.channel_mult) - 1:
@@ -144,7 +153,7 @@ class UNet(ClassConditioned, nn.Module):
                 layers = [self._res(ch + skip_channels.pop(), out_ch)]
                 ch = out_ch
                 if res in c.attention_resolutions:
-                    layers.append(self._attention(ch))
+                    layers.extend(self._attention(ch))
                 if level > 0 and i == c.num_res_blocks:
                     layers.append(Upsample(ch, c.dims))
                 blocks.append(EmbedSequential(*layers))
@@ -159,21 +168,23 @@ class UNet(ClassConditioned, nn.Module):
             raise ValueError(f"UNet spatial sizes must be multiples of {c.downsample_factor}, "
                              f"got {tuple(x.shape[2:])}")
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """Predict from ``x`` (B, C, *S) at noise input ``t`` (B,) with labels ``cond`` (B,)."""
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+        """Predict from ``x`` (B, C, *S) at noise input ``t`` (B,) with labels ``cond`` (B,), or with text
+        ``cond`` = {"tokens": (B, L, D), "mask": (B, L), "pooled": (B, D)}."""
         self._check_input(x)
         emb = self.cond_embed(t, cond, x.shape[0])  # (B, 4 * base_channels)
+        context = (cond["tokens"], cond["mask"].bool()) if isinstance(cond, dict) else None
         h = self.stem(x)
         skips = [h]
         for block in self.down:
-            h = self._run(block, h, emb)
+            h = self._run(block, h, emb, context)
             skips.append(h)
-        h = self._run(self.middle, h, emb)
+        h = self._run(self.middle, h, emb, context)
         for block in self.up:
-            h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb)  # concat skip along channels
+            h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb, context)  # concat skip along channels
         return self.head(h)
 
-    def _run(self, block: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def _run(self, block: nn.Module, h: torch.Tensor, emb: torch.Tensor, context) -> torch.Tensor:
         if self.config.checkpointing and self.training and torch.is_grad_enabled():
-            return torch.utils.checkpoint.checkpoint(block, h, emb, use_reentrant=False)
-        return block(h, emb)
+            return torch.utils.checkpoint.checkpoint(block, h, emb, context, use_reentrant=False)
+        return block(h, emb, context)

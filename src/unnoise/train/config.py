@@ -28,6 +28,8 @@ class ModelConfig:
     prediction: str = "eps"
     sigma_data: float = 0.5
     class_conditional: bool = False
+    text_conditional: bool = False  # captioned data through the frozen text encoder (U-Net cross-attention)
+    text_max_tokens: int = 24  # caption tokens kept (incl. [CLS] and [SEP]); longer captions are truncated
     learned_variance: bool = False  # the network also emits the reverse variance (discrete DDPM only)
 
 

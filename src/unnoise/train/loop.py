@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..captions import CaptionBank, slice_condition
 from ..data import load_dataset
 from ..errors import UnnoiseError
 from ..grids import sample_training_t
@@ -43,8 +44,8 @@ def lr_factor(step: int, cfg) -> float:
 class Batches:
     """Endless shuffled mini-batches from in-memory tensors; its generator state is the data position."""
 
-    def __init__(self, dataset, batch_size: int, seed: int):
-        self.x, self.labels = dataset.x, dataset.labels
+    def __init__(self, dataset, batch_size: int, seed: int, labels: torch.Tensor | None = None):
+        self.x, self.labels = dataset.x, dataset.labels if labels is None else labels
         self.batch_size = min(batch_size, len(self.x))
         self.generator = torch.Generator().manual_seed(seed)
         self.order, self.position = torch.empty(0, dtype=torch.long), 0
@@ -85,7 +86,10 @@ class Trainer:
         self.train_denoiser = Denoiser(self.train_net, d.process, d.prediction, d.sigma_data, d.learned_variance)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
         self.ema = EMA(self.model, self.tc.ema_decay)
-        self.batches = Batches(dataset, self.tc.batch_size, self.tc.seed)
+        self.captions = (CaptionBank(getattr(dataset, "captions", None), self.config.model.text_max_tokens)
+                         if self.config.model.text_conditional else None)
+        self.batches = Batches(dataset, self.tc.batch_size, self.tc.seed,
+                               labels=self.captions.ids if self.captions else None)
         self.noise_gen = torch.Generator().manual_seed(self.tc.seed + 1)
         self.timesteps = (LossAwareTimesteps(self.denoiser.process.steps) if self.tc.density == "importance"
                           else None)
@@ -159,6 +163,9 @@ class Trainer:
         cond = None
         if self.config.model.class_conditional:  # the same draws on every rank: dropped before sharding
             cond = dist.shard(drop_conditions(labels, tc.cond_dropout, self.config.num_classes, self.noise_gen))
+        elif self.captions is not None:  # labels are caption ids
+            ids = drop_conditions(labels, tc.cond_dropout, self.captions.null_id, self.noise_gen)
+            cond = self.captions.lookup(dist.shard(ids))
         weights = None if weights is None else dist.shard(weights)
         self.optimizer.zero_grad(set_to_none=True)
         weighted, per_sample = self._accumulate(x0, t, noise, cond, weights)
@@ -197,7 +204,7 @@ class Trainer:
                     else contextlib.nullcontext())
             with sync, cast:
                 per_sample = denoising_loss(
-                    self.train_denoiser, x0[part], t[part], noise[part], cond=None if cond is None else cond[part],
+                    self.train_denoiser, x0[part], t[part], noise[part], cond=slice_condition(cond, part),
                     weighting=tc.weighting, gamma=tc.min_snr_gamma, vlb_weight=tc.vlb_weight,
                     levels=self.config.data_levels or None).float()
                 weighted = per_sample if weights is None else per_sample * weights[part].to(per_sample.dtype)
@@ -210,10 +217,19 @@ class Trainer:
         from ..imageio import save_samples
         from ..sampling import sample_run
 
-        x = sample_run(self.ema_denoiser(), self.config, n=self.config.sample.n, seed=0)
+        n = self.config.sample.n
+        x = sample_run(self.ema_denoiser(), self.config, n=n, seed=0, cond=self._preview_condition(n))
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
         save_samples(x, self.config.data_shape, path)
         return path
+
+    def _preview_condition(self, n: int):
+        """Conditions of the sample grids: classes 0..K-1 in turn, or the first n images' captions."""
+        if self.config.model.class_conditional:
+            return torch.arange(n) % self.config.num_classes
+        if self.captions is not None:
+            return self.captions.lookup(self.captions.ids[torch.arange(n) % len(self.captions.ids)])
+        return None
 
     def ema_denoiser(self) -> Denoiser:
         d = self.denoiser
