@@ -9,7 +9,6 @@ in [-1, 1], the range those weights expect.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import re
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UnnoiseError
+from ..train.checkpoint import file_sha256
 from .features import Extractor
 
 ENV_VAR = "UNNOISE_INCEPTION_WEIGHTS"
@@ -256,14 +256,6 @@ def load_inception_weights(path: str | os.PathLike) -> InceptionV3FID:
         raise UnnoiseError(f"{path}: not FID Inception-v3 weights: " + "; ".join(problems))
     model.load_state_dict(dict(state), strict=False)
     return model.eval().requires_grad_(False)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def inception_extractor(weights_path: str | os.PathLike) -> Extractor:

@@ -101,7 +101,7 @@ def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: d
     for f in tmp.iterdir():
         with open(f, "rb") as handle:
             os.fsync(handle.fileno())
-    checksums = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+    checksums = {f.name: file_sha256(f) for f in sorted(tmp.iterdir())}
     write_json(tmp / MARKER, {"step": state.get("step"), "sha256": checksums})
     _fsync_dir(tmp)
     if final.exists():
@@ -118,7 +118,8 @@ def save_checkpoint(run_dir: Path, *, model, ema, optimizer, rng: dict, state: d
     return final
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -136,7 +137,7 @@ def verify_checkpoint(ckpt: Path) -> None:
         path = ckpt / name
         if not path.is_file():
             raise UnnoiseError(f"{path}: missing from the checkpoint")
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise UnnoiseError(f"{path}: contents do not match the checksum recorded when it was saved "
                                f"(modified or corrupt)")
 
