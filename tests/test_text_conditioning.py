@@ -63,6 +63,9 @@ def test_text_run_resumes_exactly_and_samples_from_a_prompt(tmp_path, capsys):
     assert main(["sample", str(straight), "--prompt", "a red circle on the left", "--guidance", "3", "--n", "2",
                  "--sampler", "heun", "--steps", "2", "--out", str(out)]) == 0
     assert out.is_file()
+    # the default sampler calibrates its grid unconditionally: through the empty caption, also unguided
+    assert main(["sample", str(straight), "--prompt", "a blue square", "--guidance", "1", "--n", "2",
+                 "--steps", "3", "--out", str(out)]) == 0
 
 
 def test_prompt_on_a_run_without_text_is_a_one_line_error(tmp_path, capsys):

@@ -35,9 +35,11 @@ class Guided:
         sigma = torch.as_tensor(sigma, device=x.device)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
         active = self._active(sigma)
-        if cond is None or self.scale == 1.0 or not bool(active.any()):
+        if cond is None:  # unconditional: the null condition (what calibrating a sampler sees)
+            return self.D(x, sigma, null_like(self.null, len(x), x.device))
+        if self.scale == 1.0 or not bool(active.any()):
             return self.D(x, sigma, cond)
-        null = null_like(self.null, cond, len(x))
+        null = null_like(self.null, len(x), x.device)
         both = self.D(torch.cat([x, x]), torch.cat([sigma, sigma]), concat_conditions(cond, null))
         d_cond, d_null = both.chunk(2)
         guided = d_null + self.scale * (d_cond - d_null)  # Eq. 6, Ho & Salimans 2022 (in x0 form)
@@ -76,12 +78,12 @@ def rescaled(guided: Tensor, conditional: Tensor, phi: float) -> Tensor:
     return guided * (phi * factor + (1 - phi))
 
 
-def null_like(null, cond: Cond, batch: int) -> Cond:
-    """The null condition for a batch of `batch`, shaped like `cond`."""
+def null_like(null, batch: int, device) -> Cond:
+    """The null condition for a batch of `batch`."""
     if callable(null):
         return null(batch)
     if isinstance(null, int):
-        return torch.full((batch,), null, dtype=torch.long, device=cond.device)
+        return torch.full((batch,), null, dtype=torch.long, device=device)
     if isinstance(null, dict):
         return {k: v.expand(batch, *v.shape[1:]) for k, v in null.items()}
     return null.expand(batch, *null.shape[1:])

@@ -41,8 +41,8 @@ def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None)
     scale = s.guidance if scale is None else scale
     interval = tuple(s.guidance_interval if interval is None else interval) or None
     rescale = s.guidance_rescale if rescale is None else rescale
-    if scale == 1.0 and not rescale:
-        return denoiser
+    if scale == 1.0 and not rescale and not config.model.text_conditional:
+        return denoiser  # (a text network always needs a condition: the wrapper supplies the empty caption)
     null = config.num_classes
     if config.model.text_conditional:
         from .captions import null_condition
