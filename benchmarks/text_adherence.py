@@ -60,7 +60,7 @@ def shapes_scores(run_dir: Path, scales, n: int, sampler: str, steps: int) -> di
         out[str(scale)] = {}
         for split in ("seen", "heldout"):
             data = load_dataset("shapes", split="test" if split == "seen" else "heldout", n=n, seed=1, **options)
-            cond = encode_captions(data.captions, config.model.text_max_tokens)
+            cond = encode_captions(data.captions, config.model.text_max_tokens, config.model.text_layers)
             x = sample_run(denoiser, config, n=n, seed=SEED, sampler=sampler, steps=steps, cond=cond,
                            guidance=float(scale))
             scores = score_against(data.scenes, analyze_shapes(x))

@@ -59,6 +59,8 @@ def test_text_run_resumes_exactly_and_samples_from_a_prompt(tmp_path, capsys):
     b = load_file(str(split / "checkpoint" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert any("cross" in k or ".kv." in k for k in a)  # the cross-attention weights were trained and saved
+    kv = next(v for k, v in a.items() if k.endswith(".kv.weight"))
+    assert kv.shape[1] == 768  # model.text_layers=[0, 6]: word embeddings and last layer, concatenated
     out = tmp_path / "red.png"
     assert main(["sample", str(straight), "--prompt", "a red circle on the left", "--guidance", "3", "--n", "2",
                  "--sampler", "heun", "--steps", "2", "--out", str(out)]) == 0
@@ -66,6 +68,13 @@ def test_text_run_resumes_exactly_and_samples_from_a_prompt(tmp_path, capsys):
     # the default sampler calibrates its grid unconditionally: through the empty caption, also unguided
     assert main(["sample", str(straight), "--prompt", "a blue square", "--guidance", "1", "--n", "2",
                  "--steps", "3", "--out", str(out)]) == 0
+
+
+def test_bad_text_layers_is_a_one_line_error(tmp_path, capsys):
+    args = ["train", "--preset", "shapes-text", *TINY, "--steps", "1", "--out", str(tmp_path / "run")]
+    assert main([*args, "--set", "model.text_layers=[0,9]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.text_layers" in err[0] and "[0, 6]" in err[0]
 
 
 def test_prompt_on_a_run_without_text_is_a_one_line_error(tmp_path, capsys):

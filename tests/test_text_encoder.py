@@ -84,6 +84,25 @@ def test_deterministic_across_instances_and_batches(encoder):
         assert (x[1].float() - y[0].float()).abs().max() <= 1e-6
 
 
+def test_layers_concatenate_hidden_states(encoder):
+    captions = ["a red circle on the left", "a red circle on the right"]
+    last, mask, pooled = encoder.encode(captions, max_tokens=12)
+    both, mask2, pooled2 = encoder.encode(captions, max_tokens=12, layers=(0, 6))
+    assert both.shape == (2, 12, 768) and torch.equal(mask, mask2) and torch.equal(pooled, pooled2)
+    assert torch.equal(both[..., 384:], last)  # the last layer is the default
+    ids = encoder.tokenizer(captions, padding="max_length", max_length=12, return_tensors="pt")
+    with torch.no_grad():  # hidden state 0: the input word + position (+ type) embeddings
+        embedded = encoder.model.embeddings(input_ids=ids["input_ids"], token_type_ids=ids["token_type_ids"])
+    assert torch.allclose(both[..., :384][mask], embedded[mask], atol=1e-6)
+    # the word embeddings keep "left" and "right" further apart than the last layer does
+    word = mask.sum(1)[0] - 2  # the position word, before [SEP]
+    rel = [((x[0, word] - x[1, word]).norm() / x[0, word].norm()).item() for x in (both[..., :384], last)]
+    assert rel[0] > 1.5 * rel[1]
+    for bad in ((), (7,), (0, 0), (-1,), (True,)):
+        with pytest.raises(UnnoiseError, match="text layers"):
+            encoder.encode(captions, layers=bad)
+
+
 def test_semantics(encoder):
     _, _, p = encoder.encode(["a red circle", "a red disk", "stock market report"])
     assert _cos(p[0], p[1]) > _cos(p[0], p[2])

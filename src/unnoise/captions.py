@@ -28,21 +28,22 @@ def text_encoder():
     return _ENCODERS["default"]
 
 
-def encode_captions(captions: Sequence[str], max_tokens: int) -> dict[str, Tensor]:
-    """The text condition of a list of captions."""
-    tokens, mask, pooled = text_encoder().encode(list(captions), max_tokens=max_tokens)
+def encode_captions(captions: Sequence[str], max_tokens: int, layers: Sequence[int] | None = None) -> dict[str, Tensor]:
+    """The text condition of a list of captions; `layers`: the encoder's hidden states whose
+    concatenation gives the token features (default: the last)."""
+    tokens, mask, pooled = text_encoder().encode(list(captions), max_tokens=max_tokens, layers=layers)
     return {"tokens": tokens, "mask": mask, "pooled": pooled}
 
 
-def null_condition(max_tokens: int) -> dict[str, Tensor]:
+def null_condition(max_tokens: int, layers: Sequence[int] | None = None) -> dict[str, Tensor]:
     """The null (empty-caption) condition, batch 1."""
-    return encode_captions([""], max_tokens)
+    return encode_captions([""], max_tokens, layers)
 
 
 class CaptionBank:
     """Every distinct caption of a dataset, encoded once; `ids[i]` is image i's caption id."""
 
-    def __init__(self, captions: Sequence[str], max_tokens: int):
+    def __init__(self, captions: Sequence[str], max_tokens: int, layers: Sequence[int] | None = None):
         if not captions:
             raise UnnoiseError("text conditioning needs a captioned dataset; this one has no captions")
         distinct = sorted(set(captions) | {""})
@@ -50,7 +51,7 @@ class CaptionBank:
         self.ids = torch.tensor([index[c] for c in captions], dtype=torch.long)
         self.null_id = index[""]
         log.info("encoding %d distinct captions with the text encoder", len(distinct))
-        self.bank = encode_captions(distinct, max_tokens)
+        self.bank = encode_captions(distinct, max_tokens, layers)
 
     def lookup(self, ids: Tensor) -> dict[str, Tensor]:
         """The text condition of caption ids (B,)."""

@@ -35,7 +35,8 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
     if config.model.text_conditional:
         from .nn.text_encoder import EMBED_DIM
 
-        options.setdefault("context_dim", EMBED_DIM)
+        options.setdefault("context_dim", EMBED_DIM * len(config.model.text_layers))
+        options.setdefault("pooled_dim", EMBED_DIM)
     model = dataclasses.replace(config.model, network_options=options)
     return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes,
                                data_levels=levels)
@@ -60,6 +61,13 @@ def check_options(config: RunConfig) -> None:
         raise UnnoiseError("model.learned_variance needs model.prediction eps, x0 or v, got 'edm'")
     if m.text_conditional and (m.class_conditional or m.network != "unet"):
         raise UnnoiseError("model.text_conditional needs model.network=unet and model.class_conditional=false")
+    if m.text_conditional:
+        from .nn.text_encoder import check_layers
+
+        try:
+            check_layers(m.text_layers)
+        except UnnoiseError as exc:
+            raise UnnoiseError(f"model.text_layers: {exc}") from None
     if not 0 <= t.cond_dropout < 1:
         raise UnnoiseError(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.vlb_weight < 0:

@@ -49,7 +49,8 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
             raise UnnoiseError(f"--prompt: run {run_dir} is not text-conditional")
         from .captions import encode_captions
 
-        cond = {k: v.expand(n, *v.shape[1:]) for k, v in encode_captions([prompt], config.model.text_max_tokens).items()}
+        text = encode_captions([prompt], config.model.text_max_tokens, config.model.text_layers)
+        cond = {k: v.expand(n, *v.shape[1:]) for k, v in text.items()}
     elif class_label is not None:
         if not config.model.class_conditional:
             raise UnnoiseError(f"--class: run {run_dir} is not class-conditional")

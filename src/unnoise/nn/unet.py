@@ -43,6 +43,7 @@ class UNetConfig:
     checkpointing: bool = False  # recompute each block in the backward pass (less memory, ~30% more compute)
     context_dim: int = 0  # > 0: text conditioning; cross-attention to (B, L, context_dim) tokens after every
     #                       self-attention block, and the pooled text vector added to the noise embedding
+    pooled_dim: int = 0  # width of the pooled text vector; 0: context_dim
 
     def __post_init__(self) -> None:
         mult, attn = freeze(self, "channel_mult"), freeze(self, "attention_resolutions")
@@ -56,6 +57,7 @@ class UNetConfig:
         require(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         require(self.num_classes >= 0, f"num_classes must be >= 0, got {self.num_classes}")
         require(self.context_dim >= 0, f"context_dim must be >= 0, got {self.context_dim}")
+        require(self.pooled_dim >= 0, f"pooled_dim must be >= 0, got {self.pooled_dim}")
         require(not (self.context_dim and self.num_classes), "a U-Net takes class labels or text, not both")
         require(self.groups >= 1 and self.num_heads >= 1, "groups and num_heads must be >= 1")
         require(self.embedding in EMBEDDINGS,
@@ -100,7 +102,8 @@ class UNet(ClassConditioned, nn.Module):
     def __init__(self, config: UNetConfig):
         super().__init__()
         self.config = c = config
-        self.cond_embed = Conditioning(c.embedding, c.base_channels, c.emb_dim, c.num_classes, c.context_dim)
+        self.cond_embed = Conditioning(c.embedding, c.base_channels, c.emb_dim, c.num_classes,
+                                       c.pooled_dim or c.context_dim)
         ch = c.base_channels * c.channel_mult[0]
         self.stem = conv_nd(c.dims, c.in_channels, ch, 3, padding=1)
         skip_channels = [ch]

@@ -30,6 +30,9 @@ class ModelConfig:
     class_conditional: bool = False
     text_conditional: bool = False  # captioned data through the frozen text encoder (U-Net cross-attention)
     text_max_tokens: int = 24  # caption tokens kept (incl. [CLS] and [SEP]); longer captions are truncated
+    # text encoder hidden states concatenated as cross-attention tokens: 0 = input word embeddings (keeps
+    # words apart that the sentence encoder's last layer nearly merges, e.g. "left"/"right"), 6 = last
+    text_layers: tuple = (0, 6)
     learned_variance: bool = False  # the network also emits the reverse variance (discrete DDPM only)
 
 

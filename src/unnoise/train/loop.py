@@ -86,8 +86,9 @@ class Trainer:
         self.train_denoiser = Denoiser(self.train_net, d.process, d.prediction, d.sigma_data, d.learned_variance)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
         self.ema = EMA(self.model, self.tc.ema_decay)
-        self.captions = (CaptionBank(getattr(dataset, "captions", None), self.config.model.text_max_tokens)
-                         if self.config.model.text_conditional else None)
+        m = self.config.model
+        self.captions = (CaptionBank(getattr(dataset, "captions", None), m.text_max_tokens, m.text_layers)
+                         if m.text_conditional else None)
         self.batches = Batches(dataset, self.tc.batch_size, self.tc.seed,
                                labels=self.captions.ids if self.captions else None)
         self.noise_gen = torch.Generator().manual_seed(self.tc.seed + 1)
