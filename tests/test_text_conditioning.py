@@ -65,9 +65,17 @@ def test_text_run_resumes_exactly_and_samples_from_a_prompt(tmp_path, capsys):
     assert main(["sample", str(straight), "--prompt", "a red circle on the left", "--guidance", "3", "--n", "2",
                  "--sampler", "heun", "--steps", "2", "--out", str(out)]) == 0
     assert out.is_file()
-    # the default sampler calibrates its grid unconditionally: through the empty caption, also unguided
-    assert main(["sample", str(straight), "--prompt", "a blue square", "--guidance", "1", "--n", "2",
-                 "--steps", "3", "--out", str(out)]) == 0
+    # samplers that calibrate their grid call D unconditionally: the run's wrapper, even unguided,
+    # answers cond=None with the empty caption
+    from unnoise.captions import null_condition
+    from unnoise.runs import load_run
+    from unnoise.sampling import guided
+
+    denoiser, config = load_run(straight)
+    x, sigma = torch.randn(2, 3, 32, 32), torch.tensor([2.0, 0.5])
+    null = {k: v.expand(2, *v.shape[1:]) for k, v in null_condition(24, config.model.text_layers).items()}
+    with torch.no_grad():
+        assert torch.equal(guided(denoiser, config, scale=1.0)(x, sigma), denoiser(x, sigma, null))
 
 
 def test_bad_text_layers_is_a_one_line_error(tmp_path, capsys):
