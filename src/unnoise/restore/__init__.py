@@ -1,0 +1,6 @@
+"""Restoration with an unconditional prior: degradation operators and posterior sampling transforms."""
+from .operators import AddNoise, Compose, GaussianBlur, Grayscale, LinearOperator, Mask, Downsample
+from .projection import consistent, ddnm
+
+__all__ = ["AddNoise", "Compose", "Downsample", "GaussianBlur", "Grayscale", "LinearOperator", "Mask",
+           "consistent", "ddnm"]
