@@ -43,6 +43,7 @@ class TweedieConditioned:
 
     def __init__(self, denoiser, operator: LinearOperator, y: Tensor, iterations: int = 50):
         self.D, self.operator, self.y, self.iterations = denoiser, operator, y, iterations
+        self.process = getattr(denoiser, "process", None)  # as in guide.Guided: samplers may need it
 
     def __call__(self, x: Tensor, sigma: Tensor, cond=None) -> Tensor:
         op = self.operator
@@ -58,8 +59,6 @@ class TweedieConditioned:
             u = conjugate_gradients(lambda w: op(covariance(op.adjoint(w))), r, self.iterations)
             return (x0 + covariance(op.adjoint(u))).detach()
 
-    def __getattr__(self, name):
-        return getattr(self.__dict__["D"], name)
 
 
 def tweedie_conditioned(denoiser, operator: LinearOperator, y: Tensor, iterations: int = 50) -> TweedieConditioned:

@@ -18,12 +18,11 @@ class RangeNullDenoiser:
 
     def __init__(self, denoiser, operator: LinearOperator, y: Tensor):
         self.D, self.operator, self.y = denoiser, operator, y
+        self.process = getattr(denoiser, "process", None)  # as in guide.Guided: samplers may need it
 
     def __call__(self, x: Tensor, sigma: Tensor, cond=None) -> Tensor:
         return self.operator.project(self.D(x, sigma, cond), self.y.to(x.device, x.dtype))
 
-    def __getattr__(self, name):  # process, sigma range, ... of the wrapped denoiser
-        return getattr(self.__dict__["D"], name)
 
 
 def ddnm(denoiser, operator: LinearOperator, y: Tensor) -> RangeNullDenoiser:
