@@ -15,8 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UnnoiseError
+from .cg import conjugate_gradients, tolerance
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
+MEAN = (1 / 3, 1 / 3, 1 / 3)  # the plain channel mean
 
 
 class LinearOperator:
@@ -58,13 +60,23 @@ class Mask(LinearOperator):
         self.mask = mask.bool()
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.mask.to(x.device, x.dtype)
+        return x * self.on(x).to(x.dtype)
 
     adjoint = pinv = forward
 
+    def on(self, x: Tensor) -> Tensor:
+        """The boolean mask on x's device, checked to broadcast to x's shape."""
+        try:
+            fits = torch.broadcast_shapes(self.mask.shape, x.shape) == x.shape
+        except RuntimeError:
+            fits = False
+        if not fits:
+            raise UnnoiseError(f"mask of shape {tuple(self.mask.shape)} does not fit images of shape {tuple(x.shape)}")
+        return self.mask.to(x.device)
+
     def project(self, x: Tensor, y: Tensor) -> Tensor:
         """Known pixels set to y bit for bit, the others kept from x."""
-        return torch.where(self.mask.to(x.device), y, x)
+        return torch.where(self.on(x), y, x)
 
 
 class Downsample(LinearOperator):
@@ -92,7 +104,7 @@ class Downsample(LinearOperator):
 
 class Grayscale(LinearOperator):
     """Weighted sum of the channels, (B, C, H, W) -> (B, 1, H, W), y = w^T x per pixel (luma weights
-    by default). A A^T = |w|^2, so A^T y = w y and A^+ y = w y / |w|^2."""
+    by default, MEAN for the plain average). A A^T = |w|^2, so A^T y = w y and A^+ y = w y / |w|^2."""
 
     def __init__(self, weights=LUMA):
         self.weights = torch.as_tensor(weights, dtype=torch.float64)
@@ -116,22 +128,32 @@ class Grayscale(LinearOperator):
 
 
 class GaussianBlur(LinearOperator):
-    """Circular convolution with a normalised Gaussian kernel of width `sigma` pixels, applied in the
-    Fourier domain: A = F^-1 diag(h) F with h real and symmetric, so A^T = A. The pseudo-inverse
-    divides by h where |h| > cutoff and zeroes the rest; it is the exact Moore-Penrose pseudo-inverse
-    of the blur whose response below the cutoff is taken as zero (exact for the blur itself when no
-    frequency falls under the cutoff, e.g. sigma <= 1 pixel)."""
+    """Circular convolution with a separable Gaussian kernel of width `sigma` pixels. `size` (odd) truncates
+    the kernel to size x size taps, renormalised; None keeps the ideal Gaussian filter, whose frequency
+    response is exp(-2 pi^2 sigma^2 |f|^2). Circular padding makes A a symmetric circulant,
+    A = F^-1 diag(h) F with h = h_y h_x^T real, so A^T = A exactly (reflect padding would not be
+    self-adjoint at the borders). The pseudo-inverse divides by h where |h| > cutoff and zeroes the rest:
+    the exact Moore-Penrose pseudo-inverse of the blur with its responses under the cutoff set to zero
+    (exact for the blur itself when none is under it, e.g. sigma <= 1 pixel on small images)."""
 
-    def __init__(self, sigma: float, cutoff: float = 1e-3):
+    def __init__(self, sigma: float, size: int | None = None, cutoff: float = 1e-3):
         if not sigma > 0:
             raise UnnoiseError(f"blur sigma must be > 0 pixels, got {sigma}")
-        self.sigma, self.cutoff = float(sigma), float(cutoff)
+        if size is not None and (size < 1 or size % 2 == 0):
+            raise UnnoiseError(f"blur kernel size must be odd and >= 1, got {size}")
+        self.sigma, self.size, self.cutoff = float(sigma), size, float(cutoff)
+
+    def _response_1d(self, n: int, device) -> Tensor:
+        f = torch.fft.fftfreq(n, dtype=torch.float64, device=device)
+        if self.size is None:
+            return torch.exp(-2 * math.pi**2 * self.sigma**2 * f**2)
+        k = torch.arange(self.size, dtype=torch.float64, device=device) - self.size // 2
+        w = torch.exp(-(k**2) / (2 * self.sigma**2))
+        return (w / w.sum()) @ torch.cos(2 * math.pi * k[:, None] * f[None])  # DFT of the symmetric taps
 
     def response(self, height: int, width: int, like: Tensor) -> Tensor:
-        """The kernel's frequency response (H, W): the DFT of the periodised Gaussian, exp(-2 pi^2 s^2 f^2)."""
-        fy = torch.fft.fftfreq(height, dtype=torch.float64, device=like.device).view(-1, 1)
-        fx = torch.fft.fftfreq(width, dtype=torch.float64, device=like.device).view(1, -1)
-        return torch.exp(-2 * math.pi**2 * self.sigma**2 * (fx**2 + fy**2))
+        """The frequency response h (H, W) on the DFT grid: the outer product of the 1-D responses."""
+        return self._response_1d(height, like.device)[:, None] * self._response_1d(width, like.device)[None]
 
     def _filter(self, x: Tensor, gain: Tensor) -> Tensor:
         _check_image(x, "GaussianBlur")
@@ -145,20 +167,25 @@ class GaussianBlur(LinearOperator):
 
     def pinv(self, y: Tensor) -> Tensor:
         h = self.response(*y.shape[-2:], y)
-        kept = h > self.cutoff
+        kept = h.abs() > self.cutoff
         return self._filter(y, torch.where(kept, 1 / torch.where(kept, h, 1.0), 0.0))
 
 
 class Compose(LinearOperator):
-    """A_n ... A_1: `Compose(a, b)` applies a first, then b. The adjoint reverses the order. The
-    pseudo-inverse is the reversed product of the factors' pseudo-inverses: the Moore-Penrose
-    pseudo-inverse when the factors act on separate axes (a Kronecker product, e.g. Grayscale then
-    Downsample), not guaranteed for other chains."""
+    """A_n ... A_1: `Compose(a, b)` applies a first, then b; the adjoint is the reversed chain of adjoints.
+    The pseudo-inverse: pinv='cgls' (default) solves the normal equations A^T A x = A^T y by conjugate
+    gradients from x = 0, whose limit is the minimum-norm least-squares solution A^+ y for any chain
+    (to the solver's tolerance, at most rank(A) iterations); pinv='factors' takes the reversed product
+    of the factors' pseudo-inverses, cheaper but the Moore-Penrose pseudo-inverse only when the factors
+    act on separate axes (a Kronecker product, e.g. Grayscale then Downsample, or a (1, 1, H, W) Mask
+    then Grayscale) and wrong in general (e.g. Mask then Downsample, or GaussianBlur then Downsample)."""
 
-    def __init__(self, *operators: LinearOperator):
+    def __init__(self, *operators: LinearOperator, pinv: str = "cgls", iterations: int = 500):
         if not operators:
             raise UnnoiseError("Compose needs at least one operator")
-        self.operators = operators
+        if pinv not in ("cgls", "factors"):
+            raise UnnoiseError(f"Compose pinv must be 'cgls' or 'factors', got {pinv!r}")
+        self.operators, self.pinv_method, self.iterations = operators, pinv, iterations
         self.noise_std = max(op.noise_std for op in operators)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -172,6 +199,10 @@ class Compose(LinearOperator):
         return y
 
     def pinv(self, y: Tensor) -> Tensor:
+        if self.pinv_method == "cgls":
+            rhs = self.adjoint(y)  # A^T y; CG on A^T A from 0 stays in the row space of A
+            return conjugate_gradients(lambda v: self.adjoint(self.forward(v)), rhs, self.iterations,
+                                       tolerance(rhs.dtype))
         for op in reversed(self.operators):
             y = op.pinv(y)
         return y
@@ -199,3 +230,13 @@ class AddNoise(LinearOperator):
         clean = self.forward(x)
         noise = torch.randn(clean.shape, generator=generator, dtype=clean.dtype).to(clean.device)
         return clean + self.noise_std * noise
+
+
+def measurement_like(y: Tensor, ax: Tensor, batch: int | None = None) -> Tensor:
+    """y on ax's device and dtype, checked against the shape of A x (ax) for a batch of `batch` (default
+    ax's own); a y of batch 1 broadcasts."""
+    batch = ax.shape[0] if batch is None else batch
+    if y.shape[1:] != ax.shape[1:] or y.shape[0] not in (1, batch):
+        expected = (batch, *ax.shape[1:])
+        raise UnnoiseError(f"measurement y has shape {tuple(y.shape)}, expected {expected} (the operator's output)")
+    return y.to(ax.device, ax.dtype)

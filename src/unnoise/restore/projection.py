@@ -5,12 +5,21 @@ x0_hat + A^+ (y - A x0_hat), which keeps the model's null-space content and take
 content from the measurement. Any sampler run with the transformed denoiser ends on D's output at
 sigma = 0, so its samples satisfy A x = y up to rounding; `consistent` then enforces it exactly (for a
 mask: the known pixels equal the input bit for bit).
+
+When is it exact? The posterior's denoiser is E[x0 | x, y]; DDNM uses the range-replaced E[x0 | x],
+whose null-space part still reads the noisy range-space coordinates of x instead of y. For a Gaussian
+prior N(mu, S) the two agree, and DDNM samples p(x0 | y) exactly (as exactly as the sampler samples its
+data), if and only if S commutes with the projection P = A^+ A (no prior correlation between the range
+and null spaces: then p(x0 | y) is y's range part times the prior's null-space marginal). Otherwise its
+null-space mean and covariance are biased; `tweedie_conditioned` (posterior.py) is the exact transform.
 """
 from __future__ import annotations
 
 from torch import Tensor
 
-from .operators import LinearOperator
+from ..errors import UnnoiseError, unknown_name
+from .operators import LinearOperator, measurement_like
+from .posterior import tweedie_conditioned
 
 
 class RangeNullDenoiser:
@@ -21,15 +30,35 @@ class RangeNullDenoiser:
         self.process = getattr(denoiser, "process", None)  # as in guide.Guided: samplers may need it
 
     def __call__(self, x: Tensor, sigma: Tensor, cond=None) -> Tensor:
-        return self.operator.project(self.D(x, sigma, cond), self.y.to(x.device, x.dtype))
-
+        x0 = self.D(x, sigma, cond)
+        return consistent(x0, self.operator, self.y)
 
 
 def ddnm(denoiser, operator: LinearOperator, y: Tensor) -> RangeNullDenoiser:
-    """The denoiser transform of range/null-space projection onto {x : A x = y}."""
+    """The denoiser transform of range/null-space projection onto {x : A x = y}; noiseless operators only."""
+    if operator.noise_std > 0:
+        raise UnnoiseError(f"ddnm needs a noiseless operator (noise std {operator.noise_std}); "
+                           "use tweedie_conditioned or dps_sample")
     return RangeNullDenoiser(denoiser, operator, y)
 
 
 def consistent(x: Tensor, operator: LinearOperator, y: Tensor) -> Tensor:
-    """Final samples made exactly consistent with the measurement: x + A^+ (y - A x)."""
-    return operator.project(x, y.to(x.device, x.dtype))
+    """Final samples made exactly consistent with the measurement: x + A^+ (y - A x) (for a mask:
+    torch.where on the mask, so the known pixels are y bit for bit)."""
+    y = measurement_like(y, operator(x[:1]), x.shape[0])
+    return operator.project(x, y.expand(x.shape[0], *y.shape[1:]))
+
+
+METHODS = {"ddnm": ddnm, "tweedie": tweedie_conditioned}
+
+
+def restore(D, operator: LinearOperator, y: Tensor, x: Tensor, sigmas: Tensor, *, method: str = "tweedie",
+            sampler=None, cond=None, noise=None, callback=None) -> Tensor:
+    """Posterior samples given y = A x0: `sampler` (default DDPM ancestral) run from x (at sigmas[0]) with
+    the `method` transform of D, then, for a noiseless operator, made exactly consistent with y."""
+    if method not in METHODS:
+        raise unknown_name("restoration method", method, METHODS)
+    if sampler is None:
+        from ..sample.sde import ddpm_ancestral as sampler
+    out = sampler(METHODS[method](D, operator, y), x, sigmas, cond=cond, noise=noise, callback=callback)
+    return out if operator.noise_std > 0 else consistent(out, operator, y)

@@ -27,17 +27,19 @@ def _ancestral(D, x: Tensor, sigmas: Tensor, *, cond, noise, callback, noise_std
         x0 = denoise(D, x, sigma, cond)
         if callback is not None:
             callback(i, sigma, x, x0)
-        if sigma_next == 0:
-            x = x0
-            continue
-        c = noise_std(sigma, sigma_next)
-        x = x0 + math.sqrt(max(sigma_next**2 - c**2, 0.0)) * (x - x0) / sigma
-        if c > 0:
-            x = x + c * noise(x)
+        x = ancestral_step(x, x0, sigma, sigma_next, noise_std(sigma, sigma_next) if sigma_next > 0 else 0.0, noise)
     return x
 
 
-def _posterior_std(sigma: float, sigma_next: float) -> float:
+def ancestral_step(x: Tensor, x0: Tensor, sigma: float, sigma_next: float, c: float, noise) -> Tensor:
+    """x' = x0 + sqrt(sigma'^2 - c^2) (x - x0) / sigma + c z (Eq. 12, Song et al. 2021, in sigma); x0 at sigma' = 0."""
+    if sigma_next == 0:
+        return x0
+    x = x0 + math.sqrt(max(sigma_next**2 - c**2, 0.0)) * (x - x0) / sigma
+    return x + c * noise(x) if c > 0 else x
+
+
+def posterior_std(sigma: float, sigma_next: float) -> float:
     """Standard deviation of the DDPM posterior between levels sigma > sigma' (module docstring)."""
     return sigma_next * math.sqrt(sigma**2 - sigma_next**2) / sigma
 
@@ -45,7 +47,7 @@ def _posterior_std(sigma: float, sigma_next: float) -> float:
 def ddim(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None, eta: float = 0.0) -> Tensor:
     """DDIM steps with stochasticity eta in [0, 1] (0: deterministic, 1: DDPM ancestral)."""
     return _ancestral(D, x, sigmas, cond=cond, noise=noise, callback=callback,
-                      noise_std=lambda s, s_next: eta * _posterior_std(s, s_next))
+                      noise_std=lambda s, s_next: eta * posterior_std(s, s_next))
 
 
 def ddpm_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, callback=None) -> Tensor:
@@ -82,4 +84,4 @@ def euler_ancestral(D, x: Tensor, sigmas: Tensor, *, cond=None, noise=None, call
     """An Euler step down to sigma_down, then fresh noise of std sigma_up, with sigma_down^2 + sigma_up^2 =
     sigma'^2 and sigma_up = min(sigma', eta * posterior std): DDIM whose noise never exceeds sigma'."""
     return _ancestral(D, x, sigmas, cond=cond, noise=noise, callback=callback,
-                      noise_std=lambda s, s_next: min(s_next, eta * _posterior_std(s, s_next)))
+                      noise_std=lambda s, s_next: min(s_next, eta * posterior_std(s, s_next)))
