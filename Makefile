@@ -12,7 +12,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -c constraints.txt -e ".[all,text,test]"
+	$(PIP) -c constraints.txt -e ".[all,text,audio,test]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,4 +1,4 @@
-"""`unnoise train | sample | eval | data | demo`: parse flags -> config -> library call. User errors print one line."""
+"""`unnoise train | sample | eval | restore | data | demo`: parse flags -> config -> library call. User errors print one line."""
 from __future__ import annotations
 
 import argparse
@@ -76,6 +76,29 @@ def _add_eval(sub) -> None:
     p.add_argument("--out", type=Path, help="output JSON (default RUN_DIR/eval.json, or eval_nll.json)")
 
 
+def _add_restore(sub) -> None:
+    p = sub.add_parser("restore", help="restore a damaged image with a trained run: inpaint, super-resolve, "
+                                       "deblur or colorize; K samples, their mean and an uncertainty map")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--task", required=True, choices=["inpaint", "sr", "deblur", "colorize"])
+    p.add_argument("--input", type=Path, required=True, help="the damaged image (PNG/JPEG, L or RGB)")
+    p.add_argument("--mask", type=Path, help="inpaint: same size as --input, black = keep, white = fill in")
+    p.add_argument("--scale", type=int, help="sr: upscaling factor, 2 or 4 (default: the run's, or 4)")
+    p.add_argument("--blur-sigma", type=float, default=1.0, help="deblur: the Gaussian blur's std in pixels")
+    p.add_argument("--blur-cutoff", type=float, default=1e-3,
+                   help="deblur: frequencies the blur keeps below this gain are left to the prior")
+    p.add_argument("--noise-std", type=float, default=0.0,
+                   help="std of the measurement's Gaussian noise on [-1, 1] (> 0: method dps or tweedie)")
+    p.add_argument("--method", choices=["ddnm", "tweedie", "repaint", "dps", "sr3"],
+                   help="default: sr3 for a super-resolution run, ddnm for noiseless, dps for noisy measurements")
+    p.add_argument("--zeta", type=float, default=1.0, help="dps: step size")
+    p.add_argument("--n", type=int, default=8, help="number of samples K")
+    p.add_argument("--steps", type=int, help="sampler steps (default 100; sr3: the run's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (sample k uses seed + k)")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"])
+    p.add_argument("--out", type=Path, default=Path("restored"), help="output directory")
+
+
 def _add_data(sub) -> None:
     p = sub.add_parser("data", help="inspect a dataset folder")
     p.add_argument("action", choices=["check"], help="check: list the files training would skip, and why")
@@ -97,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_eval(sub)
+    _add_restore(sub)
     _add_data(sub)
     _add_demo(sub)
     return parser
@@ -159,6 +183,14 @@ def cmd_eval(args) -> None:
     print(json.dumps(result))
 
 
+def cmd_restore(args) -> None:
+    from .restore_cli import restore_command
+
+    summary = restore_command(args)
+    print(json.dumps(summary))
+    print(f"wrote {summary['n']} restorations, their mean and std map to {args.out}")
+
+
 def cmd_data(args) -> int:
     from .data.imagefolder import check_folder
 
@@ -192,7 +224,7 @@ def cmd_demo(args) -> None:
     print(f"demo done: samples in {grid}, trajectory in {args.out / 'demo_trajectory.gif'}")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "data": cmd_data, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "restore": cmd_restore, "data": cmd_data, "demo": cmd_demo}
 
 
 def main(argv=None) -> int:

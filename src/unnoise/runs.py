@@ -28,6 +28,11 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
         options.setdefault("in_dim", math.prod(shape))
         if outputs > 1:
             options.setdefault("out_dim", outputs * options["in_dim"])
+    if config.model.super_resolution:
+        if len(shape) != 3 or shape[-1] % config.model.super_resolution or shape[-2] % config.model.super_resolution:
+            raise UnnoiseError(f"model.super_resolution={config.model.super_resolution} needs images whose "
+                               f"size is divisible by it, got data of shape {tuple(shape)}")
+        options.setdefault("cond_channels", shape[0])
     if config.model.class_conditional:
         if num_classes == 0:
             raise UnnoiseError(f"model.class_conditional: dataset {config.data.name!r} has no labels")
@@ -68,6 +73,8 @@ def check_options(config: RunConfig) -> None:
             check_layers(m.text_layers)
         except UnnoiseError as exc:
             raise UnnoiseError(f"model.text_layers: {exc}") from None
+    if m.super_resolution:
+        _check_super_resolution(config)
     if not 0 <= t.cond_dropout < 1:
         raise UnnoiseError(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.vlb_weight < 0:
@@ -76,12 +83,27 @@ def check_options(config: RunConfig) -> None:
         raise UnnoiseError("train.vlb_weight > 0 (the hybrid loss) needs model.learned_variance=true")
 
 
+def _check_super_resolution(config: RunConfig) -> None:
+    m = config.model
+    if m.super_resolution not in (2, 4):
+        raise UnnoiseError(f"model.super_resolution must be 0 (off), 2 or 4, got {m.super_resolution!r}")
+    if m.network != "unet" or m.class_conditional or m.text_conditional:
+        raise UnnoiseError("model.super_resolution needs model.network=unet without class or text conditioning")
+
+
 def build_denoiser(config: RunConfig) -> Denoiser:
     """The denoiser (network + process + parameterization) a resolved config describes."""
     m = config.model
     net = build_network(m.network, dict(m.network_options))
     process = make_process(m.process, **m.process_options)
     return Denoiser(net, process, m.prediction, m.sigma_data, m.learned_variance)
+
+
+def require_unconditioned_input(config: RunConfig, run_dir: Path) -> None:
+    """Sampling and evaluating from noise alone: not for a super-resolution run, which needs its input."""
+    if config.model.super_resolution:
+        raise UnnoiseError(f"{run_dir} is an x{config.model.super_resolution} super-resolution run and needs a "
+                           f"low-resolution image: use `unnoise restore {run_dir} --task sr --input IMG`")
 
 
 def read_run_config(run_dir: Path) -> RunConfig:

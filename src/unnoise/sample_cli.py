@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from .errors import UnnoiseError, unknown_name
-from .runs import load_run
+from .runs import load_run, require_unconditioned_input
 from .sample.budget import DEFAULT_SAMPLER
 from .sampling import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
 
@@ -36,6 +36,7 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
                     guidance_rescale=None, prompt: str | None = None) -> torch.Tensor:
     """Sample a run and write the grid (and optional trajectory GIF / raw tensor); returns the samples."""
     denoiser, config = load_run(run_dir, weights)
+    require_unconditioned_input(config, run_dir)
     sampler = sampler or DEFAULT_SAMPLER
     if sampler not in SAMPLER_NAMES:
         raise unknown_name("sampler", sampler, SAMPLER_NAMES)

@@ -10,7 +10,7 @@ import torch
 from ..data import load_dataset
 from ..errors import UnnoiseError
 from ..likelihood import dequantize, ode_log_likelihood
-from ..runs import load_run
+from ..runs import load_run, require_unconditioned_input
 from ..train.progress import Progress
 from ..vlb import VARIANCES, bound_unavailable, variational_bound
 
@@ -76,6 +76,7 @@ def evaluate_nll(run_dir: Path, *, n: int = 256, seed: int = 0, split: str | Non
     if n < 1:
         raise UnnoiseError(f"--n must be >= 1, got {n}")
     denoiser, config = load_run(run_dir, weights)
+    require_unconditioned_input(config, run_dir)
     x = evaluation_data(config, n, seed, split)
     levels = config.data_levels
     out = {"run_dir": str(run_dir), "weights": weights, "n": len(x), "seed": seed,

@@ -9,7 +9,7 @@ import math
 import torch
 
 from ..data import DATASETS, load_dataset
-from ..runs import load_run
+from ..runs import load_run, require_unconditioned_input
 from ..sampling import sample_run
 from ..train.progress import Progress
 from .features import extractor_for
@@ -46,6 +46,7 @@ def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str = "a
     """Scores and protocol of n generated samples; class-conditional runs generate equal numbers of each
     class (labels 0, 1, ..., K-1, 0, ...) at guidance scale `guidance` and also report per-class accuracy."""
     denoiser, config = load_run(run_dir, weights)
+    require_unconditioned_input(config, run_dir)
     labels = torch.arange(n) % config.num_classes if config.model.class_conditional else None
     if labels is not None and guidance is None:
         guidance = config.sample.guidance

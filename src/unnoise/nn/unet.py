@@ -44,6 +44,8 @@ class UNetConfig:
     context_dim: int = 0  # > 0: text conditioning; cross-attention to (B, L, context_dim) tokens after every
     #                       self-attention block, and the pooled text vector added to the noise embedding
     pooled_dim: int = 0  # width of the pooled text vector; 0: context_dim
+    cond_channels: int = 0  # > 0: image conditioning (SR3); cond = {"image": (B, cond_channels, *S)} is
+    #                         concatenated to the input along channels
 
     def __post_init__(self) -> None:
         mult, attn = freeze(self, "channel_mult"), freeze(self, "attention_resolutions")
@@ -58,6 +60,9 @@ class UNetConfig:
         require(self.num_classes >= 0, f"num_classes must be >= 0, got {self.num_classes}")
         require(self.context_dim >= 0, f"context_dim must be >= 0, got {self.context_dim}")
         require(self.pooled_dim >= 0, f"pooled_dim must be >= 0, got {self.pooled_dim}")
+        require(self.cond_channels >= 0, f"cond_channels must be >= 0, got {self.cond_channels}")
+        require(not (self.cond_channels and (self.context_dim or self.num_classes)),
+                "a U-Net takes an image condition, class labels or text, one of them")
         require(not (self.context_dim and self.num_classes), "a U-Net takes class labels or text, not both")
         require(self.groups >= 1 and self.num_heads >= 1, "groups and num_heads must be >= 1")
         require(self.embedding in EMBEDDINGS,
@@ -105,7 +110,7 @@ class UNet(ClassConditioned, nn.Module):
         self.cond_embed = Conditioning(c.embedding, c.base_channels, c.emb_dim, c.num_classes,
                                        c.pooled_dim or c.context_dim)
         ch = c.base_channels * c.channel_mult[0]
-        self.stem = conv_nd(c.dims, c.in_channels, ch, 3, padding=1)
+        self.stem = conv_nd(c.dims, c.in_channels + c.cond_channels, ch, 3, padding=1)
         skip_channels = [ch]
         self.down = self._build_down(skip_channels)
         self.middle = EmbedSequential(self._res(c.mid_channels, c.mid_channels),
@@ -173,8 +178,11 @@ class UNet(ClassConditioned, nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         """Predict from ``x`` (B, C, *S) at noise input ``t`` (B,) with labels ``cond`` (B,), or with text
-        ``cond`` = {"tokens": (B, L, D), "mask": (B, L), "pooled": (B, D)}."""
+        ``cond`` = {"tokens": (B, L, D), "mask": (B, L), "pooled": (B, D)}, or with an image
+        ``cond`` = {"image": (B, cond_channels, *S)} (SR3: the upsampled low-resolution input)."""
         self._check_input(x)
+        if self.config.cond_channels:
+            x, cond = torch.cat([x, self._condition_image(cond, x)], dim=1), None  # (B, C + C_cond, *S)
         emb = self.cond_embed(t, cond, x.shape[0])  # (B, 4 * base_channels)
         context = (cond["tokens"], cond["mask"].bool()) if isinstance(cond, dict) else None
         h = self.stem(x)
@@ -186,6 +194,15 @@ class UNet(ClassConditioned, nn.Module):
         for block in self.up:
             h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb, context)  # concat skip along channels
         return self.head(h)
+
+    def _condition_image(self, cond, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        image = cond.get("image") if isinstance(cond, dict) else None
+        expected = (x.shape[0], c.cond_channels, *x.shape[2:])
+        if image is None or tuple(image.shape) != expected:
+            got = "no image" if image is None else f"shape {tuple(image.shape)}"
+            raise ValueError(f"this U-Net is image-conditioned: cond must be {{'image': {expected}}}, got {got}")
+        return image.to(x.dtype)
 
     def _run(self, block: nn.Module, h: torch.Tensor, emb: torch.Tensor, context) -> torch.Tensor:
         if self.config.checkpointing and self.training and torch.is_grad_enabled():

@@ -52,13 +52,15 @@ def consistent(x: Tensor, operator: LinearOperator, y: Tensor) -> Tensor:
 METHODS = {"ddnm": ddnm, "tweedie": tweedie_conditioned}
 
 
-def restore(D, operator: LinearOperator, y: Tensor, x: Tensor, sigmas: Tensor, *, method: str = "tweedie",
+def restore(D, operator: LinearOperator, y: Tensor, x: Tensor, sigmas: Tensor, *, method="tweedie",
             sampler=None, cond=None, noise=None, callback=None) -> Tensor:
     """Posterior samples given y = A x0: `sampler` (default DDPM ancestral) run from x (at sigmas[0]) with
-    the `method` transform of D, then, for a noiseless operator, made exactly consistent with y."""
-    if method not in METHODS:
+    the `method` transform of D (a name in METHODS, or a callable (D, A, y) -> denoiser), then, for a
+    noiseless operator, made exactly consistent with y."""
+    if not callable(method) and method not in METHODS:
         raise unknown_name("restoration method", method, METHODS)
+    transform = method if callable(method) else METHODS[method]
     if sampler is None:
         from ..sample.sde import ddpm_ancestral as sampler
-    out = sampler(METHODS[method](D, operator, y), x, sigmas, cond=cond, noise=noise, callback=callback)
+    out = sampler(transform(D, operator, y), x, sigmas, cond=cond, noise=noise, callback=callback)
     return out if operator.noise_std > 0 else consistent(out, operator, y)

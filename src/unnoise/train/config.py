@@ -33,6 +33,8 @@ class ModelConfig:
     # text encoder hidden states concatenated as cross-attention tokens: 0 = input word embeddings (keeps
     # words apart that the sentence encoder's last layer nearly merges, e.g. "left"/"right"), 6 = last
     text_layers: tuple = (0, 6)
+    super_resolution: int = 0  # 2 or 4: SR3, the network sees the x-fold average-pooled image, upsampled
+    #                            bicubically, as extra input channels (Saharia et al. 2021)
     learned_variance: bool = False  # the network also emits the reverse variance (discrete DDPM only)
 
 

@@ -18,6 +18,7 @@ from ..grids import sample_training_t
 from ..guide import drop_conditions
 from ..losses import denoising_loss
 from ..param import Denoiser
+from ..restore.superres import sr_training_condition
 from ..runs import build_denoiser, read_run_config, resolve_config
 from .checkpoint import checkpoint_dir, load_training_state, load_weights, save_checkpoint, write_json
 from .config import RunConfig, config_to_dict
@@ -167,6 +168,8 @@ class Trainer:
         elif self.captions is not None:  # labels are caption ids
             ids = drop_conditions(labels, tc.cond_dropout, self.captions.null_id, self.noise_gen)
             cond = self.captions.lookup(dist.shard(ids))
+        elif self.config.model.super_resolution:  # SR3: each image with its own low-resolution version
+            cond = sr_training_condition(x0, self.config.model.super_resolution)
         weights = None if weights is None else dist.shard(weights)
         self.optimizer.zero_grad(set_to_none=True)
         weighted, per_sample = self._accumulate(x0, t, noise, cond, weights)
@@ -225,11 +228,15 @@ class Trainer:
         return path
 
     def _preview_condition(self, n: int):
-        """Conditions of the sample grids: classes 0..K-1 in turn, or the first n images' captions."""
+        """Conditions of the sample grids: classes 0..K-1 in turn, or the first n images' captions (or
+        low-resolution versions, for super-resolution)."""
         if self.config.model.class_conditional:
             return torch.arange(n) % self.config.num_classes
         if self.captions is not None:
             return self.captions.lookup(self.captions.ids[torch.arange(n) % len(self.captions.ids)])
+        if self.config.model.super_resolution:
+            return sr_training_condition(self.batches.x[torch.arange(n) % len(self.batches.x)],
+                                         self.config.model.super_resolution)
         return None
 
     def ema_denoiser(self) -> Denoiser:
