@@ -272,10 +272,11 @@ def main(argv=None) -> int:
         parser.add_argument(f"--{key.replace('_', '-')}-run", type=Path, dest=f"{key}_run")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/restoration"))
     parser.add_argument("--datasets", nargs="+", default=["digits", "shapes"], choices=["digits", "shapes"])
-    parser.add_argument("--methods", nargs="+", default=["ddnm", "repaint", "tweedie", "sr3"])
+    parser.add_argument("--methods", nargs="+", default=["ddnm", "repaint", "sr3"],
+                        help="also: tweedie (digits only; about 20x the cost of ddnm)")
     parser.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean")
     parser.add_argument("--steps", type=int, default=50, help="sampler steps (RePaint: x3 with resampling)")
-    parser.add_argument("--shapes-n", type=int, default=64, help="held-out shapes images to restore")
+    parser.add_argument("--shapes-n", type=int, default=32, help="held-out shapes images to restore")
     parser.add_argument("--batch", type=int, default=512, help="rows per sampler call")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)

@@ -38,7 +38,8 @@ def _add_sample(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the first sample (sample i uses seed + i)")
     p.add_argument("--eta", type=float, help="DDIM stochasticity (0 deterministic, 1 ancestral)")
     p.add_argument("--churn", type=float, help="Heun S_churn (EDM Algorithm 2)")
-    p.add_argument("--class", dest="class_label", type=int, help="class label for class-conditional runs")
+    p.add_argument("--class", dest="class_label",
+                   help="class for class-conditional runs: an index, or a class name (e.g. C4 for tones)")
     p.add_argument("--prompt", help="caption for text-conditional runs")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none; default: the run's)")
     p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),

@@ -14,7 +14,8 @@ from .train.checkpoint import checkpoint_dir, load_weights
 from .train.config import RunConfig, config_from_dict
 
 
-def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: int = 0) -> RunConfig:
+def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: int = 0, class_names=(),
+                   sample_rate: int = 0) -> RunConfig:
     """Fill the network's input size and classes from the data, so the saved config is complete."""
     check_options(config)
     options = dict(config.model.network_options)
@@ -22,6 +23,12 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
     if config.model.network == "unet":
         options.setdefault("in_channels", shape[0])
         options.setdefault("image_size", shape[-1])
+        options.setdefault("dims", len(shape) - 1)  # (C, H, W) images: 2; (C, L) signals: 1
+        if outputs > 1:
+            options.setdefault("out_channels", outputs * options["in_channels"])
+    elif config.model.network == "wavenet":
+        options.setdefault("in_channels", shape[0])
+        options.setdefault("length", shape[-1])
         if outputs > 1:
             options.setdefault("out_channels", outputs * options["in_channels"])
     elif config.model.network == "mlp":
@@ -44,7 +51,7 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
         options.setdefault("pooled_dim", EMBED_DIM)
     model = dataclasses.replace(config.model, network_options=options)
     return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes,
-                               data_levels=levels)
+                               data_levels=levels, class_names=tuple(class_names), sample_rate=int(sample_rate))
 
 
 PRECISIONS = ("fp32", "bf16")

@@ -30,6 +30,21 @@ def _sampler_options(sampler: str, eta, churn) -> dict:
     return given
 
 
+def class_index(label, config) -> int:
+    """A --class value as a label index: an index 0..K-1, or one of the run's class names (e.g. C4)."""
+    names = list(config.class_names)
+    if str(label) in names:
+        return names.index(str(label))
+    try:
+        index = int(label)
+    except ValueError:
+        index = -1
+    if not 0 <= index < config.num_classes:
+        valid = ", ".join(names) if names else f"0..{config.num_classes - 1}"
+        raise UnnoiseError(f"--class {label}: valid classes are {valid}")
+    return index
+
+
 def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | None = None, sampler=None,
                     steps=None, grid=None, eta=None, churn=None, class_label=None, weights="ema",
                     save_tensor: Path | None = None, guidance=None, guidance_interval=None,
@@ -55,9 +70,7 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
     elif class_label is not None:
         if not config.model.class_conditional:
             raise UnnoiseError(f"--class: run {run_dir} is not class-conditional")
-        if not 0 <= class_label < config.num_classes:
-            raise UnnoiseError(f"--class {class_label}: valid classes are 0..{config.num_classes - 1}")
-        cond = torch.full((n,), class_label, dtype=torch.long)
+        cond = torch.full((n,), class_index(class_label, config), dtype=torch.long)
     elif guidance is not None or guidance_interval is not None or guidance_rescale is not None:
         raise UnnoiseError("--guidance options need a condition: pass --class (or --prompt for text runs)")
     frames = []

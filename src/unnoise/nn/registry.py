@@ -9,10 +9,12 @@ from torch import nn
 from ..errors import UnnoiseError, unknown_name
 from .mlp import MLP, MLPConfig
 from .unet import UNet, UNetConfig
+from .wavenet import WaveNet, WaveNetConfig
 
 NETWORKS: dict[str, tuple[type, type[nn.Module]]] = {
     "mlp": (MLPConfig, MLP),
     "unet": (UNetConfig, UNet),
+    "wavenet": (WaveNetConfig, WaveNet),
 }
 
 

@@ -17,19 +17,25 @@ def conjugate_gradients(apply: Callable[[Tensor], Tensor], r: Tensor, iterations
     """Solve M u = r per sample for a symmetric positive semi-definite M given as `apply`, from u = 0
     (so for a consistent singular system u is the minimum-norm solution; Alg. 6.18, Saad 2003). Each
     sample stops on its own once its residual is under tol times its initial one, so a sample's result
-    does not depend on the rest of the batch."""
+    does not depend on the rest of the batch. A sample whose M shows non-positive curvature (a learned
+    denoiser's Jacobian need not be PSD) keeps its last iterate instead of diverging."""
     u, res = torch.zeros_like(r), r.clone()
     p, rr = res.clone(), dot(res, res)
     threshold = tol**2 * rr
+    done = rr <= threshold
     for _ in range(iterations):
-        active = rr > threshold
-        if not bool(active.any()):
+        if bool(done.all()):
             break
         mp = apply(p)
-        alpha = torch.where(active, rr / dot(p, mp).clamp(min=1e-300), 0.0)
-        u, res = u + alpha * p, res - alpha * mp
+        curvature = dot(p, mp)
+        done = done | ~(curvature > 0)  # p^T M p <= 0 or NaN: M is not PSD here (a learned Jacobian); stop
+        alpha = rr / torch.where(done, 1.0, curvature)
+        u = torch.where(done, u, u + alpha * p)
+        res = torch.where(done, res, res - alpha * mp)
         rr_next = dot(res, res)
-        p, rr = res + (rr_next / rr.clamp(min=1e-300)) * p, rr_next
+        p = torch.where(done, p, res + (rr_next / torch.where(done, 1.0, rr)) * p)
+        rr = rr_next
+        done = done | (rr <= threshold)
     return u
 
 

@@ -45,7 +45,7 @@ def ddnm(denoiser, operator: LinearOperator, y: Tensor) -> RangeNullDenoiser:
 def consistent(x: Tensor, operator: LinearOperator, y: Tensor) -> Tensor:
     """Final samples made exactly consistent with the measurement: x + A^+ (y - A x) (for a mask:
     torch.where on the mask, so the known pixels are y bit for bit)."""
-    y = measurement_like(y, operator(x[:1]), x.shape[0])
+    y = measurement_like(y, operator(x))  # the whole batch: an operator may act per row (one mask per image)
     return operator.project(x, y.expand(x.shape[0], *y.shape[1:]))
 
 

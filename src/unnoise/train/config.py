@@ -88,20 +88,24 @@ class RunConfig:
     data_shape: tuple = ()
     num_classes: int = 0
     data_levels: int = 0  # quantization levels of the data on [-1, 1] (0: continuous)
+    class_names: tuple = ()  # the dataset's class names (labels 0..K-1), for `--class NAME`
+    sample_rate: int = 0  # audio: samples per second of the data (0: not audio)
 
 
+RESOLVED = ("data_shape", "num_classes", "data_levels", "class_names", "sample_rate")  # filled from the data
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 
 
 def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     """Build a RunConfig from nested dicts, naming any unknown section or field."""
     d = dict(d)
-    unknown = [k for k in d if k not in SECTIONS and k not in ("data_shape", "num_classes", "data_levels")]
+    unknown = [k for k in d if k not in SECTIONS and k not in RESOLVED]
     if unknown:
         raise UnnoiseError(f"{where}: unknown section {unknown[0]!r}; valid: {', '.join(SECTIONS)}")
     parts = {k: build_dataclass(cls, d.get(k, {}), f"{where}.{k}") for k, cls in SECTIONS.items()}
     return RunConfig(**parts, data_shape=tuple(d.get("data_shape", ())), num_classes=int(d.get("num_classes", 0)),
-                     data_levels=int(d.get("data_levels", 0)))
+                     data_levels=int(d.get("data_levels", 0)), class_names=tuple(d.get("class_names", ())),
+                     sample_rate=int(d.get("sample_rate", 0)))
 
 
 def config_to_dict(config: RunConfig) -> dict:

@@ -74,7 +74,9 @@ class Trainer:
             torch.set_num_threads(self.tc.threads)
         torch.manual_seed(self.tc.seed)
         dataset = load_dataset(config.data.name, **config.data.options)
-        self.config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0))
+        self.config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0),
+                                     dataset.class_names if dataset.labels is not None else (),
+                                     getattr(dataset, "sample_rate", 0))
         self.denoiser = build_denoiser(self.config)
         self.model = self.denoiser.net
         self.dist = Distributed.from_env()
