@@ -52,3 +52,24 @@ def test_wavenet_rejects_bad_config_and_input():
         WaveNetConfig(in_channels=1, layers=0)
     with pytest.raises(ValueError, match="WaveNet expects"):
         WaveNet(WaveNetConfig(in_channels=1, residual_channels=4, layers=1))(torch.randn(1, 2, 16), torch.zeros(1))
+
+
+@pytest.mark.parametrize("shape, dims", [((2, 3, 48), 1), ((2, 3, 8, 12), 2)])
+def test_patches_fold_into_channels_and_back(shape, dims):
+    from unnoise.nn.unet import fold_patches, unfold_patches
+
+    x = torch.randn(shape)
+    folded = fold_patches(x, 4)
+    assert folded.shape == (shape[0], shape[1] * 4**dims, *(s // 4 for s in shape[2:]))
+    assert torch.equal(unfold_patches(folded, 4), x)
+    if dims == 1:  # channel c * p + k of position j is sample j * p + k of channel c
+        assert torch.equal(folded[1, 2 * 4 + 3, 5], x[1, 2, 5 * 4 + 3])
+
+
+def test_patched_unet_keeps_the_signal_shape_and_checks_the_length():
+    net = UNet(UNetConfig(in_channels=1, image_size=128, dims=1, patch_size=16, base_channels=8, groups=4,
+                          channel_mult=(1, 2), num_classes=2))
+    assert net.stem.in_channels == 16
+    assert net(torch.randn(2, 1, 128), torch.zeros(2), torch.tensor([0, 1])).shape == (2, 1, 128)
+    with pytest.raises(NetworkConfigError, match="multiple of patch_size"):
+        UNetConfig(in_channels=1, image_size=100, dims=1, patch_size=16, channel_mult=(1, 2))

@@ -13,11 +13,13 @@ from .errors import UnnoiseError
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model; writes a run directory")
+    from .train.presets import preset_names
+
     p.add_argument("--preset", default="digits",
-                   help="starting config from configs/ (digits, digits-unet, digits-hybrid, toy2d)")
+                   help=f"starting config from configs/ ({', '.join(preset_names())})")
     p.add_argument("--config", type=Path, help="starting config file (YAML or JSON), instead of --preset")
-    p.add_argument("--data", help="dataset name (digits, toy2d, imagefolder)")
-    p.add_argument("--data-path", help="folder of images for --data imagefolder")
+    p.add_argument("--data", help="dataset name (digits, shapes, toy2d, tones, imagefolder, audiofolder)")
+    p.add_argument("--data-path", help="folder of images or WAV files for --data imagefolder | audiofolder")
     p.add_argument("--steps", type=int, help="training steps")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--out", default="runs/train", help="run directory")
@@ -46,7 +48,9 @@ def _add_sample(sub) -> None:
                    help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
     p.add_argument("--guidance-rescale", type=float, help="guidance rescale phi in [0, 1] (Lin et al. 2024)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"])
-    p.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG grid (or scatter for 2-D data)")
+    p.add_argument("--out", type=Path, default=Path("samples.png"), 
+                   help="PNG grid (a scatter for 2-D data, spectrograms for audio); audio runs also take "
+                        "NAME.wav: one WAV per sample (NAME-000.wav, ... for a batch) and the spectrograms NAME.png")
     p.add_argument("--gif", type=Path, help="also write the denoising trajectory as an animated GIF")
     p.add_argument("--save-tensor", type=Path, help="also save the raw samples as .safetensors")
 

@@ -161,9 +161,14 @@ def scatter_image(points: torch.Tensor, name: str, size: int = 512, extent: floa
 
 
 def save_samples(samples: torch.Tensor, shape: tuple, path: str | Path) -> Path:
-    """Write generated samples as a picture: a scatter for 2-D points, else a grid upscaled to ~64 px cells."""
+    """Write generated samples as a picture: a scatter for 2-D points, spectrograms for (C, L) signals,
+    else an image grid upscaled to ~64 px cells."""
     if len(shape) == 1:
         return scatter_png(samples, path)
+    if len(shape) == 2:
+        from .audio.spectrogram import save_spectrogram_grid
+
+        return save_spectrogram_grid(samples, path, n_fft=min(256, shape[-1]))
     return save_grid(samples, path, upscale=max(1, 64 // shape[-1]))
 
 

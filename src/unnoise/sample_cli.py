@@ -30,6 +30,25 @@ def _sampler_options(sampler: str, eta, churn) -> dict:
     return given
 
 
+def _require_audio_run(config, out: Path) -> None:
+    if len(config.data_shape) != 2 or not config.sample_rate:
+        raise UnnoiseError(f"--out {out}: .wav needs an audio run; this run's samples have shape "
+                           f"{tuple(config.data_shape)} (write a .png instead)")
+
+
+def _save_wavs(x: torch.Tensor, config, out: Path) -> Path:
+    """Write audio samples as WAV files (OUT.wav for one, OUT-000.wav, ... for a batch); returns the
+    path of the spectrogram grid to write beside them (OUT.png)."""
+    _require_audio_run(config, out)
+    from .audio.wav import write_wav
+
+    clips = x.clamp(-1, 1)
+    paths = [out] if len(clips) == 1 else [out.with_name(f"{out.stem}-{i:03d}.wav") for i in range(len(clips))]
+    for clip, path in zip(clips, paths):
+        write_wav(path, clip, config.sample_rate)
+    return out.with_suffix(".png")
+
+
 def class_index(label, config) -> int:
     """A --class value as a label index: an index 0..K-1, or one of the run's class names (e.g. C4)."""
     names = list(config.class_names)
@@ -59,6 +78,10 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
         raise UnnoiseError("--grid does not apply to sampler 'auto' (it calibrates its own grid); "
                            "name a sampler with --sampler to use a fixed grid")
     options = _sampler_options(sampler, eta, churn)
+    if Path(out).suffix.lower() == ".wav":
+        _require_audio_run(config, Path(out))  # before sampling, not after
+    if gif is not None and len(config.data_shape) == 2:
+        raise UnnoiseError(f"--gif {gif}: trajectories are drawn for images and 2-D points, not audio")
     cond = None
     if prompt is not None:
         if not config.model.text_conditional:
@@ -80,6 +103,8 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
                    guidance=guidance, guidance_interval=guidance_interval, guidance_rescale=guidance_rescale)
     from .imageio import save_samples
 
+    if Path(out).suffix.lower() == ".wav":
+        out = _save_wavs(x, config, Path(out))
     save_samples(x, config.data_shape, out)
     if gif is not None:
         _save_trajectory(frames + [x], config.data_shape, gif)

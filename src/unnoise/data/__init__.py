@@ -7,10 +7,12 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+from unnoise.data.audiofolder import load_audiofolder
 from unnoise.data.base import ArrayDataset
 from unnoise.data.digits import load_digits
 from unnoise.data.imagefolder import load_imagefolder
 from unnoise.data.shapes import load_shapes
+from unnoise.data.tones import load_tones
 from unnoise.data.toy2d import load_toy2d, ring_centers
 from unnoise.errors import UnnoiseError, unknown_name
 
@@ -19,6 +21,8 @@ DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "toy2d": load_toy2d,
     "imagefolder": load_imagefolder,
     "shapes": load_shapes,
+    "tones": load_tones,
+    "audiofolder": load_audiofolder,
 }
 
 
@@ -45,9 +49,11 @@ __all__ = [
     "DATASETS",
     "dataset_options",
     "load_dataset",
+    "load_audiofolder",
     "load_digits",
     "load_imagefolder",
     "load_shapes",
+    "load_tones",
     "load_toy2d",
     "ring_centers",
 ]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.utils.checkpoint
+import torch.nn.functional as F
 from torch import nn
 
 from .blocks import AttentionBlock, CrossAttentionBlock, Downsample, EmbedSequential, ResBlock, Upsample, conv_nd, group_norm, zero_
@@ -46,6 +47,8 @@ class UNetConfig:
     pooled_dim: int = 0  # width of the pooled text vector; 0: context_dim
     cond_channels: int = 0  # > 0: image conditioning (SR3); cond = {"image": (B, cond_channels, *S)} is
     #                         concatenated to the input along channels
+    patch_size: int = 1  # > 1: fold each patch (p samples, or p x p pixels) into channels before the stem and
+    #                      back after the head, so every level runs at 1/p of the size (long waveforms)
 
     def __post_init__(self) -> None:
         mult, attn = freeze(self, "channel_mult"), freeze(self, "attention_resolutions")
@@ -65,11 +68,12 @@ class UNetConfig:
                 "a U-Net takes an image condition, class labels or text, one of them")
         require(not (self.context_dim and self.num_classes), "a U-Net takes class labels or text, not both")
         require(self.groups >= 1 and self.num_heads >= 1, "groups and num_heads must be >= 1")
+        require(self.patch_size >= 1, f"patch_size must be >= 1, got {self.patch_size}")
         require(self.embedding in EMBEDDINGS,
                 f"unknown embedding {self.embedding!r}; valid: {', '.join(sorted(EMBEDDINGS))}")
         factor = self.downsample_factor
         require(self.image_size >= factor and self.image_size % factor == 0,
-                f"image_size {self.image_size} must be a multiple of 2**(len(channel_mult)-1) = {factor}")
+                f"image_size {self.image_size} must be a multiple of patch_size * 2**(len(channel_mult)-1) = {factor}")
         missing = sorted(set(attn) - set(self.resolutions))
         require(not missing, f"attention_resolutions {missing} not among the U-Net's resolutions {self.resolutions}")
         for ch in {self.base_channels * m for m, r in zip(mult, self.resolutions) if r in attn} | {self.mid_channels}:
@@ -77,13 +81,13 @@ class UNetConfig:
 
     @property
     def downsample_factor(self) -> int:
-        """Total downsampling of the spatial size between the first and last level."""
-        return 2 ** (len(self.channel_mult) - 1)
+        """Total downsampling of the spatial size between the input and the last level."""
+        return self.patch_size * 2 ** (len(self.channel_mult) - 1)
 
     @property
     def resolutions(self) -> tuple[int, ...]:
-        """Spatial size at each level, from ``image_size`` down."""
-        return tuple(self.image_size // 2**i for i in range(len(self.channel_mult)))
+        """Spatial size at each level, from ``image_size / patch_size`` down."""
+        return tuple(self.image_size // self.patch_size // 2**i for i in range(len(self.channel_mult)))
 
     @property
     def mid_channels(self) -> int:
@@ -94,6 +98,26 @@ class UNetConfig:
     def emb_dim(self) -> int:
         """Size of the conditioning vector (4 * base_channels, as in DDPM)."""
         return 4 * self.base_channels
+
+
+def fold_patches(x: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C, *S) -> (B, C * p^dims, *S / p): each p-patch (or p x p) becomes channels c * p^dims + offset."""
+    if p == 1:
+        return x
+    if x.ndim == 4:
+        return F.pixel_unshuffle(x, p)
+    b, c, length = x.shape
+    return x.reshape(b, c, length // p, p).transpose(2, 3).reshape(b, c * p, length // p)
+
+
+def unfold_patches(x: torch.Tensor, p: int) -> torch.Tensor:
+    """The inverse of :func:`fold_patches`."""
+    if p == 1:
+        return x
+    if x.ndim == 4:
+        return F.pixel_shuffle(x, p)
+    b, cp, length = x.shape
+    return x.reshape(b, cp // p, p, length).transpose(2, 3).reshape(b, cp // p, length * p)
 
 
 class UNet(ClassConditioned, nn.Module):
@@ -110,7 +134,8 @@ class UNet(ClassConditioned, nn.Module):
         self.cond_embed = Conditioning(c.embedding, c.base_channels, c.emb_dim, c.num_classes,
                                        c.pooled_dim or c.context_dim)
         ch = c.base_channels * c.channel_mult[0]
-        self.stem = conv_nd(c.dims, c.in_channels + c.cond_channels, ch, 3, padding=1)
+        folded = c.patch_size ** c.dims  # channels per input channel after folding the patches
+        self.stem = conv_nd(c.dims, (c.in_channels + c.cond_channels) * folded, ch, 3, padding=1)
         skip_channels = [ch]
         self.down = self._build_down(skip_channels)
         self.middle = EmbedSequential(self._res(c.mid_channels, c.mid_channels),
@@ -119,7 +144,7 @@ class UNet(ClassConditioned, nn.Module):
         self.up = self._build_up(skip_channels)
         out_channels = c.in_channels if c.out_channels is None else c.out_channels
         self.head = nn.Sequential(group_norm(ch, c.groups), nn.SiLU(),
-                                  zero_(conv_nd(c.dims, ch, out_channels, 3, padding=1)))
+                                  zero_(conv_nd(c.dims, ch, out_channels * folded, 3, padding=1)))
 
     def _res(self, in_ch: int, out_ch: int) -> ResBlock:
         c = self.config
@@ -185,7 +210,7 @@ class UNet(ClassConditioned, nn.Module):
             x, cond = torch.cat([x, self._condition_image(cond, x)], dim=1), None  # (B, C + C_cond, *S)
         emb = self.cond_embed(t, cond, x.shape[0])  # (B, 4 * base_channels)
         context = (cond["tokens"], cond["mask"].bool()) if isinstance(cond, dict) else None
-        h = self.stem(x)
+        h = self.stem(fold_patches(x, self.config.patch_size))
         skips = [h]
         for block in self.down:
             h = self._run(block, h, emb, context)
@@ -193,7 +218,7 @@ class UNet(ClassConditioned, nn.Module):
         h = self._run(self.middle, h, emb, context)
         for block in self.up:
             h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb, context)  # concat skip along channels
-        return self.head(h)
+        return unfold_patches(self.head(h), self.config.patch_size)
 
     def _condition_image(self, cond, x: torch.Tensor) -> torch.Tensor:
         c = self.config

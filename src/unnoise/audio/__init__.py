@@ -1,0 +1,1 @@
+"""Audio: WAV I/O, resampling, spectrograms, log-mel features and pitch detection."""
