@@ -71,5 +71,5 @@ def test_patched_unet_keeps_the_signal_shape_and_checks_the_length():
                           channel_mult=(1, 2), num_classes=2))
     assert net.stem.in_channels == 16
     assert net(torch.randn(2, 1, 128), torch.zeros(2), torch.tensor([0, 1])).shape == (2, 1, 128)
-    with pytest.raises(NetworkConfigError, match="multiple of patch_size"):
+    with pytest.raises(NetworkConfigError, match="multiple of 2.*patch_size"):
         UNetConfig(in_channels=1, image_size=100, dims=1, patch_size=16, channel_mult=(1, 2))

@@ -73,7 +73,7 @@ class UNetConfig:
                 f"unknown embedding {self.embedding!r}; valid: {', '.join(sorted(EMBEDDINGS))}")
         factor = self.downsample_factor
         require(self.image_size >= factor and self.image_size % factor == 0,
-                f"image_size {self.image_size} must be a multiple of patch_size * 2**(len(channel_mult)-1) = {factor}")
+                f"image_size {self.image_size} must be a multiple of 2**(len(channel_mult)-1) * patch_size = {factor}")
         missing = sorted(set(attn) - set(self.resolutions))
         require(not missing, f"attention_resolutions {missing} not among the U-Net's resolutions {self.resolutions}")
         for ch in {self.base_channels * m for m, r in zip(mult, self.resolutions) if r in attn} | {self.mid_channels}:
