@@ -87,7 +87,8 @@ def test_sigkill_at_any_moment_then_resume_is_bit_identical(tmp_path):
     args = ["--preset", "toy2d", *FLAGS, "--set", "train.checkpoint_every=3", "--steps", "80"]
     assert main(["train", *args, "--out", str(tmp_path / "straight")]) == 0
     run = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # the same intra-op thread count as this process (conftest sets it), so reductions match bit for bit
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     proc = subprocess.Popen([sys.executable, "-m", "unnoise", "train", *args, "--out", str(run)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
