@@ -290,7 +290,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     train_seconds, results, runs = {}, {}, {}
     for dataset in args.datasets:
-        for key in (dataset, f"{dataset}_sr"):
+        keys = (dataset, f"{dataset}_sr") if "sr3" in args.methods else (dataset,)  # no SR3 run unless asked
+        for key in keys:
             runs[key] = ensure_run(key, getattr(args, f"{key}_run"), args.runs_dir, train_seconds)
         results[dataset] = evaluate_dataset(dataset, runs, args)
     report = {**results, "targets": targets(results), "train_seconds": train_seconds,
