@@ -26,8 +26,8 @@ def calibration_effort(shape) -> dict:
     """How hard `auto` calibrates for samples of this shape. Small samples (points, 8x8 digits) get the
     full grid search; larger ones come with networks that cost far more per call, so the batch shrinks
     and, beyond 1,024 values per sample, the search keeps to choosing the solver and the best of the
-    fixed starting grids by their measured error (about 30 sampler runs on 16 trajectories), which keeps
-    the one-off calibration within minutes on a CPU. Depends on the shape only, so it is reproducible."""
+    fixed starting grids by their measured error (28 sampler runs on 16 trajectories, against about
+    1,600 runs on 64 for the full search). Depends on the shape only, so it is reproducible."""
     size = math.prod(shape)
     if size <= 256:
         return dict(batch=64, sweeps=4, pool_factor=8)
