@@ -27,7 +27,7 @@ def calibration_effort(shape) -> dict:
     full grid search; larger ones come with networks that cost far more per call, so the batch shrinks
     and, beyond 1,024 values per sample, the search keeps to choosing the solver and the best of the
     fixed starting grids by their measured error (28 sampler runs on 16 trajectories, against about
-    1,600 runs on 64 for the full search). Depends on the shape only, so it is reproducible."""
+    800 runs on 64 for the full search). Depends on the shape only, so it is reproducible."""
     size = math.prod(shape)
     if size <= 256:
         return dict(batch=64, sweeps=4, pool_factor=8)
