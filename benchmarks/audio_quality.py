@@ -52,13 +52,11 @@ def ensure_run(given: Path | None, runs_dir: Path, steps: int | None) -> tuple[P
     return run_dir, round(time.perf_counter() - t0, 1)
 
 
-def sample_pitches(run_dir: Path, per_pitch: int, guidance: float, steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_pitches(denoiser, config, per_pitch: int, guidance: float, steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(clips (N, 1, L), requested MIDI (N,)): per_pitch clips of every class, classes interleaved."""
     from unnoise.audio.pitch import midi_of_name
-    from unnoise.runs import load_run
     from unnoise.sampling import sample_run
 
-    denoiser, config = load_run(run_dir)
     classes = torch.arange(config.num_classes).repeat(per_pitch)
     clips = sample_run(denoiser, config, n=len(classes), seed=SEED, cond=classes, guidance=guidance,
                        steps=steps, batch_size=64)
@@ -94,23 +92,24 @@ def main(argv=None) -> int:
     from unnoise.runs import load_run
 
     run_dir, train_seconds = ensure_run(args.run, args.runs_dir, args.train_steps)
-    _, config = load_run(run_dir)
+    denoiser, config = load_run(run_dir)
     rate = config.sample_rate
     results, seconds = {}, {}
     for name, scale in (("guided", args.guidance), ("unguided", 1.0)):
         t0 = time.perf_counter()
-        results[name] = sample_pitches(run_dir, args.per_pitch, scale, args.steps)
+        results[name] = sample_pitches(denoiser, config, args.per_pitch, scale, args.steps)
         seconds[name] = round(time.perf_counter() - t0, 1)
         if not args.json:
             print(f"{name}: {len(results[name][0])} clips in {seconds[name]} s", file=sys.stderr)
     count = len(results["guided"][0])
-    real = load_dataset("tones", split="test", n=2 * count).x
+    test = load_dataset("tones", split="test", n=2 * count)
+    real = test.x
     report = {
         "pitch_accuracy": {name: pitch_accuracy(clips, midi, rate) for name, (clips, midi) in results.items()},
         "fd_logmel": fd_logmel(results["guided"][0], real[:count], rate),
         "fd_logmel_unguided": fd_logmel(results["unguided"][0], real[:count], rate),
         "fd_logmel_floor": fd_logmel(real[count:], real[:count], rate),
-        "real_pitch_accuracy": pitch_accuracy(real, load_dataset("tones", split="test", n=2 * count).midi, rate),
+        "real_pitch_accuracy": pitch_accuracy(real, test.midi, rate),
         "train_seconds": train_seconds,
         "setup": {"run": str(run_dir), "clips": count, "guidance": args.guidance, "sampler": config.sample.sampler,
                   "steps": args.steps or config.sample.steps, "train_steps": config.train.steps,

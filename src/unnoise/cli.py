@@ -48,7 +48,7 @@ def _add_sample(sub) -> None:
                    help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
     p.add_argument("--guidance-rescale", type=float, help="guidance rescale phi in [0, 1] (Lin et al. 2024)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"])
-    p.add_argument("--out", type=Path, default=Path("samples.png"), 
+    p.add_argument("--out", type=Path, default=Path("samples.png"),
                    help="PNG grid (a scatter for 2-D data, spectrograms for audio); audio runs also take "
                         "NAME.wav: one WAV per sample (NAME-000.wav, ... for a batch) and the spectrograms NAME.png")
     p.add_argument("--gif", type=Path, help="also write the denoising trajectory as an animated GIF")

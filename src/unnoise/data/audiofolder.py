@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from unnoise.audio.wav import fit_length, peak_normalize, read_wav, resample, to_mono
+from unnoise.audio.wav import load_clip
 from unnoise.data.base import ArrayDataset, positive_int
 from unnoise.data.imagefolder import _candidate_files, _labels_from_subfolders
 from unnoise.errors import UnnoiseError
@@ -22,12 +22,10 @@ log = logging.getLogger("unnoise.data")
 
 
 def _read_clip(path: Path, sample_rate: int, length: int, channels: int) -> torch.Tensor:
-    audio, rate = read_wav(path)
-    if channels == 1:
-        audio = to_mono(audio)
-    elif audio.shape[0] != channels:
+    audio = load_clip(path, sample_rate, length, mono=channels == 1, peak=0.95)
+    if audio.shape[0] != channels:
         raise UnnoiseError(f"{path}: {audio.shape[0]} channels, expected {channels}")
-    return peak_normalize(fit_length(resample(audio, rate, sample_rate), length), 0.95)
+    return audio
 
 
 def load_audiofolder(path: str | None = None, sample_rate: int = 16000, length: int = 8192,

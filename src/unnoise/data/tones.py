@@ -84,9 +84,10 @@ def synthesize(instrument: str, midi: int, sample_rate: int, length: int, rng: n
             rate = (1.0 + spec.harmonic_decay * (k - 1)) / (spec.decay * stretch)
             partial *= np.exp(-np.clip(t - onset, 0, None) * rate)
         tone += partial
-    clip = tone * _envelope(spec, t, onset, stretch, end)
+    envelope = _envelope(spec, t, onset, stretch, end)
+    clip = tone * envelope
     if spec.noise:
-        clip += spec.noise * _envelope(spec, t, onset, stretch, end) * rng.standard_normal(length)
+        clip += spec.noise * envelope * rng.standard_normal(length)
     return clip * (rng.uniform(0.5, 0.9) / max(np.abs(clip).max(), 1e-12))
 
 
