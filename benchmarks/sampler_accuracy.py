@@ -103,8 +103,9 @@ def reference(gm, x_start: torch.Tensor, sigma_max: float, steps: int) -> torch.
 # ----------------------------------------------------------------------------- ours
 
 
-def run_ours(name: str, gm, x_start: torch.Tensor, nfe: int, process) -> tuple[torch.Tensor, int, int]:
-    """(output, model calls while sampling, calls spent in an optional preparation step)."""
+def run_ours(name: str, gm, x_start: torch.Tensor, nfe: int, process) -> tuple[torch.Tensor, int, int, str | None]:
+    """(output, model calls while sampling, calls spent in an optional preparation step, and for `auto`
+    the candidate it chose)."""
     from unnoise.sample import budget
 
     counted = Counted(gm)
@@ -114,7 +115,8 @@ def run_ours(name: str, gm, x_start: torch.Tensor, nfe: int, process) -> tuple[t
         prepare_calls, counted.calls = counted.calls, 0
     with torch.no_grad():
         out = budget.run_budget(name, counted, x_start.clone(), nfe=nfe, process=process)
-    return out, counted.calls, prepare_calls
+    choice = getattr(budget, "_calibrations", {}).get(counted, {}).get((nfe, tuple(x_start.shape[1:])))
+    return out, counted.calls, prepare_calls, getattr(choice, "name", None)
 
 
 # ----------------------------------------------------------------------------- diffusers
@@ -229,12 +231,13 @@ def run_case(case: str, nfes, n_samples: int, seed: int, ours_names, default: st
     flips = {"ours": {}, "diffusers": {}}
     final_sigma = {}
     prepare = {}
+    choices = {}
     failed = {}
     for name in ours_names:
         row = {}
         for nfe in nfes:
             try:
-                out, calls, prep = run_ours(name, gm, x_start, nfe, process)
+                out, calls, prep, chosen = run_ours(name, gm, x_start, nfe, process)
             except Exception as exc:  # a sampler under development must not sink the whole table
                 failed[f"ours/{name}"] = f"{type(exc).__name__}: {exc}"
                 log(f"[{case}] ours {name} failed: {failed[f'ours/{name}']}")
@@ -247,6 +250,8 @@ def run_case(case: str, nfes, n_samples: int, seed: int, ours_names, default: st
                 flips["ours"].setdefault(name, {})[str(nfe)] = flipped
             if prep:
                 prepare.setdefault(name, {})[str(nfe)] = prep
+            if chosen:
+                choices.setdefault(name, {})[str(nfe)] = chosen
         if row:
             result["ours"][name] = row
             log(f"[{case}] ours {name}: done")
@@ -283,6 +288,8 @@ def run_case(case: str, nfes, n_samples: int, seed: int, ours_names, default: st
         result["diffusers_final_sigma"] = final_sigma
     if prepare:
         result["prepare_calls"] = prepare
+    if choices:
+        result["auto_choice"] = choices
     budget_broken = {n: v for n, v in nfe_actual["ours"].items() if any(c > int(k) for k, c in v.items())}
     if budget_broken:
         result["budget_exceeded"] = budget_broken

@@ -185,5 +185,6 @@ def test_default_sampler_calibrates_on_long_signals_at_reduced_effort(tones_run,
     assert calibration_effort((1, 4096)) == dict(batch=16, sweeps=0, pool_factor=2)
     assert main(["sample", str(tones_run), "--class", "C4", "--n", "1", "--out", str(tmp_path / "auto.wav")]) == 0
     saved = json.loads((tones_run / "calibration-2.json").read_text())
-    assert saved["solver"].startswith("pc") and len(saved["sigmas"]) == 3 and saved["sigmas"][-1] == 0
+    assert saved["solver"] != "fitted_start"  # a class-conditional run makes every call
+    assert saved["solver"].startswith(("pc", "fitted")) and len(saved["sigmas"]) == 3 and saved["sigmas"][-1] == 0
     assert (tmp_path / "auto.wav").is_file()

@@ -1,6 +1,8 @@
 """Sampling grids (decreasing sigmas ending at 0) and training noise densities."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -25,9 +27,10 @@ def karras(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tens
 def log_snr_uniform(n: int, sigma_min: float, sigma_max: float) -> Tensor:
     """Steps uniform in log-SNR = -2 log sigma."""
     _check_steps(n)
-    log_sigma = torch.linspace(torch.tensor(sigma_max).log().item(), torch.tensor(sigma_min).log().item(), n,
-                               dtype=torch.float64)
-    return _append_zero(log_sigma.exp())
+    sigmas = torch.linspace(math.log(sigma_max), math.log(sigma_min), n, dtype=torch.float64).exp()
+    sigmas[-1] = sigma_min  # the ends exactly, not exp(log(.)) rounded (a single step starts at sigma_max)
+    sigmas[0] = sigma_max
+    return _append_zero(sigmas)
 
 
 def ddpm_timesteps(steps: int, n: int, spacing: str = "trailing") -> Tensor:

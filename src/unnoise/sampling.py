@@ -1,6 +1,7 @@
 """Sampling a trained run: pick the grid, seed every sample, batch the work."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -13,7 +14,9 @@ from .captions import slice_condition
 from .grids import sigma_grid
 from .guide import cfg
 from .sample import SAMPLERS, generate, get_sampler
-from .sample.budget import auto_solver, calibrate_auto
+from .sample.budget import GRID_CANDIDATES, calibrate_auto
+from .sample.fitted import FittedSteps, fitted_multistep
+from .sample.multistep import multistep
 from .train.config import RunConfig
 
 # Options each sampler accepts from the command line (`--eta`, `--churn`).
@@ -37,20 +40,32 @@ def calibration_effort(shape) -> dict:
 
 
 def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None = None):
-    """The `auto` sampler for a run: a grid calibrated on the run's own model for `steps` model calls,
-    cached in cache_dir/calibration-<steps>.json so the calibration runs once per budget."""
+    """The `auto` sampler for a run: the solver and grid calibrated on the run's own model for `steps` model
+    calls, cached in cache_dir/calibration-<steps>.json so the calibration runs once per budget."""
     path = None if cache_dir is None else Path(cache_dir) / f"calibration-{steps}.json"
     if path is not None and path.is_file():
-        saved = json.loads(path.read_text())
-        return auto_solver(saved["solver"]), torch.tensor(saved["sigmas"], dtype=torch.float64)
+        return _saved_auto(json.loads(path.read_text()))
     log.info("auto: calibrating a %d-step grid on this model (once%s)", steps,
              f"; cached in {path}" if path is not None else "")
-    name, result = calibrate_auto(denoiser, denoiser.process, steps, config.data_shape, dtype=torch.float32,
-                                  **calibration_effort(config.data_shape))
+    conditional = bool(config.num_classes) or config.model.text_conditional
+    choice = calibrate_auto(denoiser, denoiser.process, steps, config.data_shape, dtype=torch.float32,
+                            unconditional=not conditional, **calibration_effort(config.data_shape))
+    result = choice.calibration
+    saved = {"solver": choice.name, "sigmas": result.sigmas.tolist(), "error": result.error,
+             "start_error": result.start_error, "evaluations": result.evaluations}
+    if choice.fitted is not None:
+        saved["fitted"] = choice.fitted.to_dict()
     if path is not None:
-        path.write_text(json.dumps({"solver": name, "sigmas": result.sigmas.tolist(), "error": result.error,
-                                    "start_error": result.start_error, "evaluations": result.evaluations}))
-    return auto_solver(name), result.sigmas
+        path.write_text(json.dumps(saved))
+    return _saved_auto(saved)
+
+
+def _saved_auto(saved: dict):
+    """(solver, grid) from a saved calibration."""
+    sigmas = torch.tensor(saved["sigmas"], dtype=torch.float64)
+    if "fitted" in saved:
+        return functools.partial(fitted_multistep, steps=FittedSteps.from_dict(saved["fitted"])), sigmas
+    return functools.partial(multistep, **GRID_CANDIDATES[saved["solver"]]), sigmas
 
 
 def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None):

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..errors import unknown_name
+from .fitted import FittedSteps, fit_steps, fitted_multistep
 from .langevin import annealed_langevin, predictor_corrector
 from .multistep import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, multistep, pc_multistep
 from .noise import SeededNoise, default_noise
@@ -49,6 +50,6 @@ def generate(D, shape: Sequence[int], sigmas: Tensor, sampler="heun", *, seeds: 
     return fn(D, x, sigmas, cond=cond, noise=noise, callback=callback)
 
 
-__all__ = ["SAMPLERS", "STOCHASTIC", "SeededNoise", "annealed_langevin", "ddim", "ddpm_ancestral", "default_noise",
-           "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m", "euler", "euler_ancestral", "generate", "get_sampler", "heun",
-           "multistep", "pc_multistep", "predictor_corrector"]
+__all__ = ["FittedSteps", "SAMPLERS", "STOCHASTIC", "SeededNoise", "annealed_langevin", "ddim", "ddpm_ancestral",
+           "default_noise", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m", "euler", "euler_ancestral", "fit_steps",
+           "fitted_multistep", "generate", "get_sampler", "heun", "multistep", "pc_multistep", "predictor_corrector"]

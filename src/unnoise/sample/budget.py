@@ -1,23 +1,28 @@
 """Sampling at a budget of model calls (NFE): how many steps each sampler gets, and on which grid.
 
-`auto` is the default: a predictor-corrector multistep solver whose step grid is calibrated on the
-model itself for the requested budget, on a stratified batch of trajectories (see calibrate.py); of the
-candidates (order 2 or 3, last step 'denoise' or 'midpoint') it keeps the one that calibrates best.
-The calibration is done once per (denoiser, budget, shape) and cached for as long as the denoiser lives.
+`auto` is the default. It calibrates on the model itself, for the requested budget, on a stratified batch
+of trajectories (see calibrate.py), several candidate solvers: predictor-corrector multistep solvers
+(order 2 or 3, last step 'denoise' or 'midpoint') on a calibrated grid, and the fitted multistep solver
+(fitted.py) whose weights are fitted on the same trajectories, with or, for unconditional sampling, without
+its first model call. It keeps the candidate with the lowest calibration error. The calibration is done
+once per (denoiser, budget, shape) and cached for as long as the denoiser lives.
 """
 from __future__ import annotations
 
 import functools
 import weakref
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from ..grids import ddpm_sigmas, sigma_grid
 from ..process import DiscreteDDPM, Process
-from .calibrate import Calibration, calibrate, calibration_batch
+from .calibrate import Calibration, CalibrationBatch, calibrate, calibration_batch
+from .fitted import FittedSteps, fit_steps, fitted_multistep
 from .multistep import multistep
+from .ode import denoise
 
 # Samplers that are deterministic functions of the starting noise.
 DETERMINISTIC = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "pc_multistep", "auto")
@@ -28,14 +33,19 @@ SAVED_ON_LAST = {"heun": 1}
 # The fixed grid each sampler uses when not calibrated.
 DEFAULT_GRID = {"dpmpp_2m": "log_snr", "dpmpp_3m": "log_snr", "pc_multistep": "log_snr"}
 
-AUTO_CANDIDATES = {
+GRID_CANDIDATES = {
     "pc2": dict(order=2, corrector=True),
     "pc3": dict(order=3, corrector=True),
     "pc2_midpoint": dict(order=2, corrector=True, final="midpoint"),
     "pc3_midpoint": dict(order=3, corrector=True, final="midpoint"),
 }
+FITTED_CANDIDATES = {"fitted": False, "fitted_start": True}  # name: replaces the first call by a constant
+# The constant first step errs a little, and differently for every input: enough to send a trajectory near
+# a boundary between modes to the other mode once in thousands, which a calibration batch does not see.
+# So it must buy a clear gain: at most this fraction of the best calibration error with every call made.
+START_MARGIN = 0.75
 SEARCH_UP_TO_NFE = 25  # beyond this the fixed starting grids are already accurate; only pick the best
-_calibrations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # D -> {(nfe, shape): (name, result)}
+_calibrations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # D -> {(nfe, shape): AutoChoice}
 
 
 def steps_for_nfe(name: str, nfe: int) -> int:
@@ -48,29 +58,74 @@ def budget_grid(name: str, process: Process, nfe: int, grid: str | None = None) 
     return sigma_grid(grid or DEFAULT_GRID.get(name, "karras"), process, steps_for_nfe(name, nfe))
 
 
-def auto_solver(name: str) -> functools.partial:
-    """The multistep solver of `auto` candidate `name`."""
-    return functools.partial(multistep, **AUTO_CANDIDATES[name])
+@dataclass
+class AutoChoice:
+    """The candidate `auto` kept for one budget: its name, its calibration, and its fitted weights."""
+    name: str
+    calibration: Calibration
+    fitted: FittedSteps | None = None
+    candidates: dict[str, float] | None = None  # every candidate's calibration error
+
+    @property
+    def sigmas(self) -> Tensor:
+        return self.calibration.sigmas
+
+    def solver(self) -> Callable:
+        if self.fitted is not None:
+            return functools.partial(fitted_multistep, steps=self.fitted)
+        return functools.partial(multistep, **GRID_CANDIDATES[self.name])
 
 
 def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 1024,
-                   sweeps: int = 8, dtype=torch.float64, pieces: int = 8,
-                   pool_factor: int = 8) -> tuple[str, Calibration]:
-    """Calibrate a grid for each candidate solver (orders 2 and 3, last step 'denoise' or 'midpoint') on
-    one stratified calibration batch, and keep the one with the lowest calibration error."""
-    discrete = isinstance(process, DiscreteDDPM) and nfe <= process.steps
-    extra = [ddpm_sigmas(process, nfe, "trailing")] if discrete else []
+                   sweeps: int = 8, dtype=torch.float64, pieces: int = 8, pool_factor: int = 8,
+                   unconditional: bool = True) -> AutoChoice:
+    """Calibrate every candidate on one stratified calibration batch and keep the one with the lowest
+    calibration error; `unconditional=False` leaves out the candidate whose first call is a constant."""
     reference = functools.partial(multistep, order=3, corrector=True)
     prepared = calibration_batch(D, shape, nfe, process.sigma_max, process.sigma_min, reference_solver=reference,
                                  batch=batch, pool_factor=pool_factor, dtype=dtype)
-    best = None
-    for name in AUTO_CANDIDATES:
-        result = calibrate(D, auto_solver(name), nfe, shape, process.sigma_max, process.sigma_min,
-                           reference_solver=reference, sweeps=sweeps if nfe <= SEARCH_UP_TO_NFE else 0,
-                           extra_starts=extra, dtype=dtype, pieces=pieces, prepared=prepared)
-        if best is None or result.error < best[1].error:
-            best = (name, result)
+    options = dict(reference_solver=reference, sweeps=sweeps if nfe <= SEARCH_UP_TO_NFE else 0, dtype=dtype,
+                   pieces=pieces, prepared=prepared)
+    best, errors = None, {}
+    for name, options_of in GRID_CANDIDATES.items():
+        result = calibrate(D, functools.partial(multistep, **options_of), nfe, shape, process.sigma_max,
+                           process.sigma_min, extra_starts=_discrete_starts(process, nfe), **options)
+        errors[name] = result.error
+        if best is None or result.error < best.calibration.error:
+            best = AutoChoice(name, result)
+    for name, with_start in FITTED_CANDIDATES.items():
+        if with_start and not unconditional:
+            continue
+        start = _mean_first_output(D, prepared, process.sigma_max) if with_start else None
+        steps = nfe + 1 if with_start else nfe
+
+        def fitted(D, x, sigmas, start=start):
+            return fit_steps(D, x, sigmas, prepared.trajectory.at, prepared.weights, start=start)[1]
+
+        result = calibrate(D, fitted, steps, shape, process.sigma_max, process.sigma_min,
+                           extra_starts=_discrete_starts(process, steps), **options)
+        errors[name] = result.error
+        bar = best.calibration.error * (START_MARGIN if with_start else 1.0)
+        if result.error < bar:
+            steps_fitted, _ = fit_steps(D, prepared.x.clone(), result.sigmas, prepared.trajectory.at,
+                                        prepared.weights, start=start)
+            best = AutoChoice(name, result, steps_fitted)
+    best.candidates = errors
     return best
+
+
+def _discrete_starts(process: Process, steps: int) -> list[Tensor]:
+    """A DDPM chain's own trailing timesteps as an extra starting grid."""
+    discrete = isinstance(process, DiscreteDDPM) and steps <= process.steps
+    return [ddpm_sigmas(process, steps, "trailing")] if discrete else []
+
+
+def _mean_first_output(D, cal: CalibrationBatch, sigma_max: float) -> Tensor:
+    """The calibration-weighted mean of D(x, sigma_max) over the calibration noise."""
+    with torch.no_grad():
+        out = denoise(D, cal.x, sigma_max, None).double()
+    weights = cal.weights.to(out.device).reshape(-1, *[1] * (out.dim() - 1))
+    return (out * weights).sum(0).cpu()
 
 
 def prepare_budget(name: str, D, *, nfe: int, process: Process, shape: Sequence[int], **options) -> None:
@@ -85,8 +140,8 @@ def run_budget(name: str, D, x: Tensor, *, nfe: int, process: Process, grid: str
     """Run sampler `name` from x (VE coordinates, at process.sigma_max) within `nfe` model calls."""
     if name == "auto":
         prepare_budget(name, D, nfe=nfe, process=process, shape=tuple(x.shape[1:]))
-        solver_name, result = _calibrations[D][(nfe, tuple(x.shape[1:]))]
-        return auto_solver(solver_name)(D, x, result.sigmas)
+        choice = _calibrations[D][(nfe, tuple(x.shape[1:]))]
+        return choice.solver()(D, x, choice.sigmas)
     from . import get_sampler
 
     return get_sampler(name)(D, x, budget_grid(name, process, nfe, grid))

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from ..grids import karras, log_snr_uniform
+from .fitted import Trajectory, record_trajectory
 from .noise import SeededNoise
 
 CALIBRATION_SEED = 2**31 - 7  # calibration noise comes from seeds no user run starts at
@@ -76,13 +77,14 @@ def _interp(u: float, xs: Tensor, ys: Tensor) -> float:
 
 
 def reference_solution(D, x: Tensor, sigma_max: float, sigma_floor: float, solver: Callable,
-                       steps: int = 256) -> tuple[Tensor, float]:
-    """An accurate ODE solution from x with `solver` on a log-SNR grid reaching far below the floor,
-    and the RMS change when the step count is halved (an estimate of its own error)."""
+                       steps: int = 256) -> tuple[Trajectory, float]:
+    """An accurate ODE solution from x with `solver` on a log-SNR grid reaching far below the floor, recorded
+    at the solver's nodes, and the RMS change of its end point when the step count is halved (an estimate
+    of its own error)."""
     low = sigma_floor * 1e-3
-    fine = solver(D, x.clone(), log_snr_uniform(steps, low, sigma_max))
+    fine = record_trajectory(D, x, log_snr_uniform(steps, low, sigma_max), solver)
     coarse = solver(D, x.clone(), log_snr_uniform(steps // 2, low, sigma_max))
-    return fine, _rms(fine, coarse)
+    return fine, _rms(fine.final, coarse)
 
 
 def _rms(a: Tensor, b: Tensor) -> float:
@@ -93,8 +95,12 @@ def _rms(a: Tensor, b: Tensor) -> float:
 class CalibrationBatch:
     x: Tensor  # starting noise (batch, *shape)
     weights: Tensor  # per-sample weights, summing to 1
-    reference: Tensor  # accurate ODE solutions from x
+    trajectory: Trajectory  # accurate ODE solutions from x, recorded along the way
     reference_error: float  # their estimated accuracy (RMS change at half the steps)
+
+    @property
+    def reference(self) -> Tensor:
+        return self.trajectory.final
 
 
 def calibration_batch(D, shape: Sequence[int], steps: int, sigma_max: float, sigma_min: float, *,
@@ -117,8 +123,8 @@ def calibration_batch(D, shape: Sequence[int], steps: int, sigma_max: float, sig
             weights = torch.cat([torch.ones(hard, dtype=torch.float64),
                                  torch.full((batch - hard,), (pool - hard) / (batch - hard), dtype=torch.float64)])
             weights = weights / pool
-        reference, reference_error = reference_solution(D, x, sigma_max, sigma_min, reference_solver)
-    return CalibrationBatch(x, weights, reference, reference_error)
+        trajectory, reference_error = reference_solution(D, x, sigma_max, sigma_min, reference_solver)
+    return CalibrationBatch(x, weights, trajectory, reference_error)
 
 
 def calibrate(D, sampler: Callable, steps: int, shape: Sequence[int], sigma_max: float, sigma_min: float, *,
