@@ -125,3 +125,15 @@ def test_default_sampler_is_the_calibrated_auto(toy_run, tmp_path, capsys):
     assert main(["sample", str(toy_run), "--steps", "4", "--n", "8", "--out", str(out)]) == 0
     assert out.is_file() and (toy_run / "calibration-4.json").is_file()
     _user_error(capsys, ["sample", str(toy_run), "--grid", "karras"], "--grid does not apply to sampler 'auto'")
+
+
+def test_damaged_calibration_cache_is_recalibrated(toy_run, tmp_path, caplog):
+    """A calibration file cut short by a crash (or not ours) is named in a warning and replaced."""
+    cache = toy_run / "calibration-3.json"
+    assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "a.png")]) == 0
+    first = json.loads(cache.read_text())
+    assert len(first["sigmas"]) == 4 + ("fitted" in first and first["fitted"]["start"] is not None)
+    cache.write_text(cache.read_text()[:40])
+    with caplog.at_level("WARNING", logger="unnoise.sample"):
+        assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "b.png")]) == 0
+    assert "calibration-3.json" in caplog.text and json.loads(cache.read_text()) == first

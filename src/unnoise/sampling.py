@@ -1,7 +1,6 @@
 """Sampling a trained run: pick the grid, seed every sample, batch the work."""
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -14,9 +13,9 @@ from .captions import slice_condition
 from .grids import sigma_grid
 from .guide import cfg
 from .sample import SAMPLERS, generate, get_sampler
-from .sample.budget import GRID_CANDIDATES, calibrate_auto
-from .sample.fitted import FittedSteps, fitted_multistep
-from .sample.multistep import multistep
+from .sample.budget import auto_solver, calibrate_auto
+from .sample.fitted import FittedSteps
+from .train.checkpoint import write_json
 from .train.config import RunConfig
 
 # Options each sampler accepts from the command line (`--eta`, `--churn`).
@@ -44,7 +43,10 @@ def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None
     calls, cached in cache_dir/calibration-<steps>.json so the calibration runs once per budget."""
     path = None if cache_dir is None else Path(cache_dir) / f"calibration-{steps}.json"
     if path is not None and path.is_file():
-        return _saved_auto(json.loads(path.read_text()))
+        try:
+            return _saved_auto(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError) as exc:  # a damaged or foreign file: calibrate again
+            log.warning("auto: ignoring unreadable calibration cache %s (%s: %s)", path, type(exc).__name__, exc)
     log.info("auto: calibrating a %d-step grid on this model (once%s)", steps,
              f"; cached in {path}" if path is not None else "")
     conditional = bool(config.num_classes) or config.model.text_conditional
@@ -56,16 +58,14 @@ def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None
     if choice.fitted is not None:
         saved["fitted"] = choice.fitted.to_dict()
     if path is not None:
-        path.write_text(json.dumps(saved))
+        write_json(path, saved)  # through a temporary file: a crash never leaves half a calibration
     return _saved_auto(saved)
 
 
 def _saved_auto(saved: dict):
     """(solver, grid) from a saved calibration."""
-    sigmas = torch.tensor(saved["sigmas"], dtype=torch.float64)
-    if "fitted" in saved:
-        return functools.partial(fitted_multistep, steps=FittedSteps.from_dict(saved["fitted"])), sigmas
-    return functools.partial(multistep, **GRID_CANDIDATES[saved["solver"]]), sigmas
+    fitted = FittedSteps.from_dict(saved["fitted"]) if "fitted" in saved else None
+    return auto_solver(saved["solver"], fitted), torch.tensor(saved["sigmas"], dtype=torch.float64)
 
 
 def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None):

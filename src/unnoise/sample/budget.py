@@ -71,9 +71,14 @@ class AutoChoice:
         return self.calibration.sigmas
 
     def solver(self) -> Callable:
-        if self.fitted is not None:
-            return functools.partial(fitted_multistep, steps=self.fitted)
-        return functools.partial(multistep, **GRID_CANDIDATES[self.name])
+        return auto_solver(self.name, self.fitted)
+
+
+def auto_solver(name: str, fitted: FittedSteps | None = None) -> Callable:
+    """The solver of `auto` candidate `name`: its fitted steps when it has them, else its multistep solver."""
+    if fitted is not None:
+        return functools.partial(fitted_multistep, steps=fitted)
+    return functools.partial(multistep, **GRID_CANDIDATES[name])
 
 
 def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch: int = 1024,
