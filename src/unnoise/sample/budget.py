@@ -92,9 +92,10 @@ def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch
     options = dict(reference_solver=reference, sweeps=sweeps if nfe <= SEARCH_UP_TO_NFE else 0, dtype=dtype,
                    pieces=pieces, prepared=prepared)
     best, errors = None, {}
+    discrete_starts = _discrete_starts(process, nfe)
     for name, options_of in GRID_CANDIDATES.items():
         result = calibrate(D, functools.partial(multistep, **options_of), nfe, shape, process.sigma_max,
-                           process.sigma_min, extra_starts=_discrete_starts(process, nfe), **options)
+                           process.sigma_min, extra_starts=discrete_starts, **options)
         errors[name] = result.error
         if best is None or result.error < best.calibration.error:
             best = AutoChoice(name, result)
@@ -103,18 +104,19 @@ def calibrate_auto(D, process: Process, nfe: int, shape: Sequence[int], *, batch
             continue
         start = _mean_first_output(D, prepared, process.sigma_max) if with_start else None
         steps = nfe + 1 if with_start else nfe
+        fits: dict[tuple, FittedSteps] = {}  # every grid tried: the search's best is kept without refitting
 
-        def fitted(D, x, sigmas, start=start):
-            return fit_steps(D, x, sigmas, prepared.trajectory.at, prepared.weights, start=start)[1]
+        def fitted(D, x, sigmas, start=start, fits=fits):
+            fit, out = fit_steps(D, x, sigmas, prepared.trajectory.at, prepared.weights, start=start)
+            fits[tuple(sigmas.tolist())] = fit
+            return out
 
         result = calibrate(D, fitted, steps, shape, process.sigma_max, process.sigma_min,
                            extra_starts=_discrete_starts(process, steps), **options)
         errors[name] = result.error
         bar = best.calibration.error * (START_MARGIN if with_start else 1.0)
         if result.error < bar:
-            steps_fitted, _ = fit_steps(D, prepared.x.clone(), result.sigmas, prepared.trajectory.at,
-                                        prepared.weights, start=start)
-            best = AutoChoice(name, result, steps_fitted)
+            best = AutoChoice(name, result, fits[tuple(result.sigmas.tolist())])
     best.candidates = errors
     return best
 
