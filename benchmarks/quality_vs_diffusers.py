@@ -13,6 +13,13 @@ draws --n samples per NFE (10, 20, 50) from per-sample seeds; the score is the F
 digit classifier's features (unnoise.eval.features) against the 297 held-out test digits.
 
     python benchmarks/quality_vs_diffusers.py [--json] [--steps 3000] [--batch 128] [--n 2000]
+        [--runs-dir runs/race]
+
+Both trained models are kept in --runs-dir (ours as an unnoise run, theirs with `save_pretrained` plus
+`race.json` holding its training settings and seconds) and reused by the next call with the same
+--steps and --batch, so a rerun only samples and scores (the JSON says which were reused). Every
+call also writes its samples there (`samples-ours.safetensors`, `samples-diffusers.safetensors`, one
+tensor per NFE) for rescoring with another extractor.
 
 Prints {"ours": {NFE: fd}, "diffusers": {NFE: fd}, "images_seen", "train_seconds": {...}, ...}.
 Targets (issue 6): ours at NFE 10 beats diffusers at NFE 50; ours <= 0.5x diffusers at equal NFE.
@@ -23,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,16 +46,30 @@ DIFFUSERS_WIDTHS = (64, 128)  # 2.79M parameters with one block per level, vs ou
 
 
 def train_ours(steps: int, batch: int, run_dir: Path) -> dict:
+    """Our run in run_dir, trained there unless a finished run with the same steps and batch is present."""
     from unnoise.train.config import apply_overrides, config_from_dict
     from unnoise.train.loop import train
     from unnoise.train.presets import preset
+
+    record = run_dir / "race.json"
+    if _matches(record, steps, batch) and (run_dir / "checkpoint" / "ema.safetensors").is_file():
+        return {**json.loads(record.read_text()), "reused": True}
 
     overrides = [f"train.steps={steps}", f"train.batch_size={batch}", "data.options.split=train",
                  f"train.sample_every={steps}", f"train.checkpoint_every={steps}"]
     config = config_from_dict(apply_overrides(preset("digits"), overrides))
     t0 = time.perf_counter()
     train(config, run_dir)
-    return {"seconds": time.perf_counter() - t0}
+    result = {"steps": steps, "batch": batch, "seconds": round(time.perf_counter() - t0, 1)}
+    record.write_text(json.dumps(result))
+    return {**result, "reused": False}
+
+
+def _matches(record: Path, steps: int, batch: int) -> bool:
+    if not record.is_file():
+        return False
+    saved = json.loads(record.read_text())
+    return saved.get("steps") == steps and saved.get("batch") == batch
 
 
 def sample_ours(run_dir: Path, n: int) -> dict[int, torch.Tensor]:
@@ -103,6 +123,24 @@ def train_diffusers(images: torch.Tensor, steps: int, batch: int, seed: int = 0)
     return model.eval(), scheduler, time.perf_counter() - t0
 
 
+def diffusers_run(images: torch.Tensor, steps: int, batch: int, run_dir: Path):
+    """(model, scheduler, training record): loaded from run_dir when it holds the same steps and batch,
+    else trained with `train_diffusers` and saved there."""
+    import diffusers
+
+    record = run_dir / "race.json"
+    if _matches(record, steps, batch) and (run_dir / "unet").is_dir():
+        model = diffusers.UNet2DModel.from_pretrained(run_dir / "unet").eval()
+        scheduler = diffusers.DDPMScheduler.from_pretrained(run_dir / "scheduler")
+        return model, scheduler, {**json.loads(record.read_text()), "reused": True}
+    model, scheduler, seconds = train_diffusers(images, steps, batch)
+    model.save_pretrained(run_dir / "unet")
+    scheduler.save_pretrained(run_dir / "scheduler")
+    result = {"steps": steps, "batch": batch, "seconds": round(seconds, 1), "diffusers": diffusers.__version__}
+    record.write_text(json.dumps(result))
+    return model, scheduler, {**result, "reused": False}
+
+
 @torch.no_grad()
 def sample_diffusers(model, train_scheduler, n: int, chunk: int = 500) -> dict[int, torch.Tensor]:
     from diffusers import DDIMScheduler
@@ -140,39 +178,52 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--run-dir", type=Path, help="where our run goes (default: a temporary directory)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/race"),
+                        help="where both trained models and the samples are kept (reused when they match)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from unnoise.data import load_dataset
 
-    run_dir = args.run_dir or Path(tempfile.mkdtemp(prefix="unnoise-race-"))
+    run_dir, their_dir = args.runs_dir / "ours", args.runs_dir / "diffusers"
+    their_dir.mkdir(parents=True, exist_ok=True)
     ours_train = train_ours(args.steps, args.batch, run_dir)
     t0 = time.perf_counter()
-    ours = frechet_scores(sample_ours(run_dir, args.n))
+    ours_samples = sample_ours(run_dir, args.n)
     ours_sample_seconds = time.perf_counter() - t0
+    save_samples(ours_samples, args.runs_dir / "samples-ours.safetensors")
+    ours = frechet_scores(ours_samples)
 
-    model, scheduler, diffusers_seconds = train_diffusers(load_dataset("digits", split="train").x, args.steps,
-                                                         args.batch)
+    model, scheduler, theirs_train = diffusers_run(load_dataset("digits", split="train").x, args.steps,
+                                                   args.batch, their_dir)
     t0 = time.perf_counter()
-    theirs = frechet_scores(sample_diffusers(model, scheduler, args.n))
+    their_samples = sample_diffusers(model, scheduler, args.n)
     theirs_sample_seconds = time.perf_counter() - t0
+    save_samples(their_samples, args.runs_dir / "samples-diffusers.safetensors")
+    theirs = frechet_scores(their_samples)
 
     result = {
         "ours": ours, "diffusers": theirs, "images_seen": args.steps * args.batch,
-        "train_seconds": {"ours": round(ours_train["seconds"], 1), "diffusers": round(diffusers_seconds, 1)},
+        "train_seconds": {"ours": ours_train["seconds"], "diffusers": theirs_train["seconds"]},
+        "reused_models": {"ours": ours_train["reused"], "diffusers": theirs_train["reused"]},
         "sample_seconds": {"ours": round(ours_sample_seconds, 1), "diffusers": round(theirs_sample_seconds, 1)},
         "ratio_at_equal_nfe": {k: round(ours[k] / theirs[k], 3) for k in ours},
         "ours_nfe10_beats_diffusers_nfe50": ours["10"] < theirs["50"],
         "params": {"ours": _param_count(run_dir), "diffusers": sum(p.numel() for p in model.parameters())},
         "setup": {"steps": args.steps, "batch": args.batch, "n": args.n, "threads": args.threads,
                   "reference": "digits test split (297)", "extractor": "digits-classifier",
-                  "ours_sampler": "auto", "diffusers_sampler": "DDIMScheduler eta=0", "run_dir": str(run_dir)},
+                  "ours_sampler": "auto", "diffusers_sampler": "DDIMScheduler eta=0", "runs_dir": str(args.runs_dir)},
     }
     print(json.dumps(result))
     if not args.json:
         ok = result["ours_nfe10_beats_diffusers_nfe50"] and max(result["ratio_at_equal_nfe"].values()) <= 0.5
         print("targets met" if ok else "targets NOT met", file=sys.stderr)
     return 0
+
+
+def save_samples(samples: dict[int, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({str(nfe): x.contiguous() for nfe, x in samples.items()}, str(path))
 
 
 def _param_count(run_dir: Path) -> int:
