@@ -23,7 +23,7 @@ tensor per NFE) for rescoring with another extractor.
 
 Prints {"ours": {NFE: fd}, "diffusers": {NFE: fd}, "images_seen", "train_seconds": {...}, ...}.
 Targets (issue 6): ours at NFE 10 beats diffusers at NFE 50; ours <= 0.5x diffusers at equal NFE.
-Needs the bench extra (diffusers). About 25 minutes on 2 cores, most of it the diffusers U-Net.
+Needs the bench extra (diffusers). About 45 minutes on 2 cores, most of it training the diffusers U-Net; a rerun that reuses both models takes about 10.
 """
 from __future__ import annotations
 

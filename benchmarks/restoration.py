@@ -111,7 +111,7 @@ def repeat_rows(operator, y: torch.Tensor, k: int):
 
 
 def restore_with(run_dir: Path, method: str, operator, y: torch.Tensor, k: int, steps: int,
-                 batch: int) -> torch.Tensor:
+                 batch: int, resample: int = 10) -> torch.Tensor:
     """K posterior samples per measurement row: (N, K, C, H, W)."""
     from unnoise.restore.sampling import MethodOptions, posterior_samples
     from unnoise.runs import load_run
@@ -128,7 +128,7 @@ def restore_with(run_dir: Path, method: str, operator, y: torch.Tensor, k: int, 
         out.append(posterior_samples(denoiser, op, y_rows[rows], config.data_shape, sigmas, method=method,
                                      seeds=range(SEED + start, SEED + rows.stop),
                                      sr_scale=config.model.super_resolution,
-                                     options=MethodOptions(resample=3, cg_iterations=20)).float())
+                                     options=MethodOptions(resample=resample, cg_iterations=20)).float())
     return torch.cat(out).reshape(n, k, *config.data_shape)
 
 
@@ -231,7 +231,7 @@ def evaluate_dataset(dataset: str, runs: dict, args) -> dict:
         for method in methods:
             run = runs[f"{dataset}_sr"] if method == "sr3" else runs[dataset]
             t0 = time.perf_counter()
-            samples = restore_with(run, method, operator, y, args.k, args.steps, args.batch)
+            samples = restore_with(run, method, operator, y, args.k, args.steps, args.batch, args.resample)
             seconds[f"{task}/{method}"] = round(time.perf_counter() - t0, 1)
             results[task][method] = scores(samples.mean(1), samples[:, 0], images, extractor, reference)
             print(f"{dataset} {task} {method}: {results[task][method]} ({seconds[f'{task}/{method}']} s)",
@@ -281,7 +281,9 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", nargs="+", default=["ddnm", "repaint", "sr3"],
                         help="also: tweedie (digits only; about 20x the cost of ddnm)")
     parser.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean")
-    parser.add_argument("--steps", type=int, default=50, help="sampler steps (RePaint: x3 with resampling)")
+    parser.add_argument("--steps", type=int, default=50, help="sampler steps (RePaint: x --resample)")
+    parser.add_argument("--resample", type=int, default=10,
+                        help="RePaint's passes over each jump of 10 steps (their paper's 10)")
     parser.add_argument("--shapes-n", type=int, default=32, help="held-out shapes images to restore")
     parser.add_argument("--batch", type=int, default=512, help="rows per sampler call")
     parser.add_argument("--threads", type=int, default=0)
@@ -295,7 +297,8 @@ def main(argv=None) -> int:
             runs[key] = ensure_run(key, getattr(args, f"{key}_run"), args.runs_dir, train_seconds)
         results[dataset] = evaluate_dataset(dataset, runs, args)
     report = {**results, "targets": targets(results), "train_seconds": train_seconds,
-              "setup": {"k": args.k, "steps": args.steps, "shapes_n": args.shapes_n, "seed": SEED,
+              "setup": {"k": args.k, "steps": args.steps, "resample": args.resample, "shapes_n": args.shapes_n,
+                        "seed": SEED,
                         "blur_sigma": BLUR_SIGMA, "runs": {k: str(v) for k, v in runs.items()},
                         "threads": torch.get_num_threads()}}
     if not args.json:
