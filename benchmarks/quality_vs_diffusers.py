@@ -23,7 +23,8 @@ tensor per NFE) for rescoring with another extractor.
 
 Prints {"ours": {NFE: fd}, "diffusers": {NFE: fd}, "images_seen", "train_seconds": {...}, ...}.
 Targets (issue 6): ours at NFE 10 beats diffusers at NFE 50; ours <= 0.5x diffusers at equal NFE.
-Needs the bench extra (diffusers). About 45 minutes on 2 cores, most of it training the diffusers U-Net; a rerun that reuses both models takes about 10.
+Needs the bench extra (diffusers). About 45 minutes on 2 cores, most of it training the diffusers U-Net;
+a rerun that reuses both models takes about 10.
 """
 from __future__ import annotations
 
@@ -51,25 +52,32 @@ def train_ours(steps: int, batch: int, run_dir: Path) -> dict:
     from unnoise.train.loop import train
     from unnoise.train.presets import preset
 
-    record = run_dir / "race.json"
-    if _matches(record, steps, batch) and (run_dir / "checkpoint" / "ema.safetensors").is_file():
-        return {**json.loads(record.read_text()), "reused": True}
+    reused = _reused_record(run_dir, steps, batch, run_dir / "checkpoint" / "ema.safetensors")
+    if reused:
+        return reused
 
     overrides = [f"train.steps={steps}", f"train.batch_size={batch}", "data.options.split=train",
                  f"train.sample_every={steps}", f"train.checkpoint_every={steps}"]
     config = config_from_dict(apply_overrides(preset("digits"), overrides))
     t0 = time.perf_counter()
     train(config, run_dir)
-    result = {"steps": steps, "batch": batch, "seconds": round(time.perf_counter() - t0, 1)}
-    record.write_text(json.dumps(result))
-    return {**result, "reused": False}
+    return _write_record(run_dir, steps, batch, time.perf_counter() - t0)
 
 
-def _matches(record: Path, steps: int, batch: int) -> bool:
-    if not record.is_file():
-        return False
+def _reused_record(run_dir: Path, steps: int, batch: int, artifact: Path) -> dict | None:
+    """The training record in run_dir, marked reused, when it matches steps and batch and the trained
+    model (artifact) is there; else None."""
+    record = run_dir / "race.json"
+    if not (record.is_file() and artifact.exists()):
+        return None
     saved = json.loads(record.read_text())
-    return saved.get("steps") == steps and saved.get("batch") == batch
+    return {**saved, "reused": True} if (saved.get("steps"), saved.get("batch")) == (steps, batch) else None
+
+
+def _write_record(run_dir: Path, steps: int, batch: int, seconds: float, **extra) -> dict:
+    record = {"steps": steps, "batch": batch, "seconds": round(seconds, 1), **extra}
+    (run_dir / "race.json").write_text(json.dumps(record))
+    return {**record, "reused": False}
 
 
 def sample_ours(run_dir: Path, n: int) -> dict[int, torch.Tensor]:
@@ -128,17 +136,14 @@ def diffusers_run(images: torch.Tensor, steps: int, batch: int, run_dir: Path):
     else trained with `train_diffusers` and saved there."""
     import diffusers
 
-    record = run_dir / "race.json"
-    if _matches(record, steps, batch) and (run_dir / "unet").is_dir():
+    reused = _reused_record(run_dir, steps, batch, run_dir / "unet")
+    if reused:
         model = diffusers.UNet2DModel.from_pretrained(run_dir / "unet").eval()
-        scheduler = diffusers.DDPMScheduler.from_pretrained(run_dir / "scheduler")
-        return model, scheduler, {**json.loads(record.read_text()), "reused": True}
+        return model, diffusers.DDPMScheduler.from_pretrained(run_dir / "scheduler"), reused
     model, scheduler, seconds = train_diffusers(images, steps, batch)
     model.save_pretrained(run_dir / "unet")
     scheduler.save_pretrained(run_dir / "scheduler")
-    result = {"steps": steps, "batch": batch, "seconds": round(seconds, 1), "diffusers": diffusers.__version__}
-    record.write_text(json.dumps(result))
-    return model, scheduler, {**result, "reused": False}
+    return model, scheduler, _write_record(run_dir, steps, batch, seconds, diffusers=diffusers.__version__)
 
 
 @torch.no_grad()

@@ -111,7 +111,7 @@ def repeat_rows(operator, y: torch.Tensor, k: int):
 
 
 def restore_with(run_dir: Path, method: str, operator, y: torch.Tensor, k: int, steps: int,
-                 batch: int, resample: int = 10) -> torch.Tensor:
+                 batch: int, resample: int) -> torch.Tensor:
     """K posterior samples per measurement row: (N, K, C, H, W)."""
     from unnoise.restore.sampling import MethodOptions, posterior_samples
     from unnoise.runs import load_run
@@ -298,8 +298,7 @@ def main(argv=None) -> int:
         results[dataset] = evaluate_dataset(dataset, runs, args)
     report = {**results, "targets": targets(results), "train_seconds": train_seconds,
               "setup": {"k": args.k, "steps": args.steps, "resample": args.resample, "shapes_n": args.shapes_n,
-                        "seed": SEED,
-                        "blur_sigma": BLUR_SIGMA, "runs": {k: str(v) for k, v in runs.items()},
+                        "seed": SEED, "blur_sigma": BLUR_SIGMA, "runs": {k: str(v) for k, v in runs.items()},
                         "threads": torch.get_num_threads()}}
     if not args.json:
         for name, t in report["targets"].items():
