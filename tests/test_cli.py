@@ -137,3 +137,15 @@ def test_damaged_calibration_cache_is_recalibrated(toy_run, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="unnoise.sample"):
         assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "b.png")]) == 0
     assert "calibration-3.json" in caplog.text and json.loads(cache.read_text()) == first
+
+
+def test_calibration_cache_of_other_weights_is_recalibrated(toy_run, tmp_path, caplog):
+    """A retrained or resumed run does not reuse the calibration made on its earlier weights."""
+    cache = toy_run / "calibration-3.json"
+    assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "a.png")]) == 0
+    first = json.loads(cache.read_text())
+    assert len(first["weights_sha256"]) == 64
+    cache.write_text(json.dumps({**first, "weights_sha256": "0" * 64, "solver": "not-a-solver"}))
+    with caplog.at_level("INFO", logger="unnoise.sample"):
+        assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "b.png")]) == 0
+    assert "calibrated on other weights" in caplog.text and json.loads(cache.read_text()) == first

@@ -1,6 +1,7 @@
 """Sampling a trained run: pick the grid, seed every sample, batch the work."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -42,10 +43,14 @@ def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None
     """The `auto` sampler for a run: the solver and grid calibrated on the run's own model for `steps` model
     calls, cached in cache_dir/calibration-<steps>.json so the calibration runs once per budget."""
     path = None if cache_dir is None else Path(cache_dir) / f"calibration-{steps}.json"
+    weights = weights_sha256(denoiser)
     if path is not None and path.is_file():
         try:
-            return _saved_auto(json.loads(path.read_text()))
-        except (ValueError, KeyError, TypeError) as exc:  # a damaged or foreign file: calibrate again
+            saved = json.loads(path.read_text())
+            if saved.get("weights_sha256") == weights:
+                return _saved_auto(saved)
+            log.info("auto: %s was calibrated on other weights (retrained or resumed run)", path)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # damaged or foreign: calibrate again
             log.warning("auto: ignoring unreadable calibration cache %s (%s: %s)", path, type(exc).__name__, exc)
     log.info("auto: calibrating a %d-step grid on this model (once%s)", steps,
              f"; cached in {path}" if path is not None else "")
@@ -54,12 +59,27 @@ def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None
                             unconditional=not conditional, **calibration_effort(config.data_shape))
     result = choice.calibration
     saved = {"solver": choice.name, "sigmas": result.sigmas.tolist(), "error": result.error,
-             "start_error": result.start_error, "evaluations": result.evaluations}
+             "start_error": result.start_error, "evaluations": result.evaluations, "weights_sha256": weights}
     if choice.fitted is not None:
         saved["fitted"] = choice.fitted.to_dict()
     if path is not None:
         write_json(path, saved)  # through a temporary file: a crash never leaves half a calibration
     return _saved_auto(saved)
+
+
+def weights_sha256(denoiser) -> str | None:
+    """SHA-256 of the denoiser's parameters and buffers (through any guidance wrapper), naming which
+    weights a calibration was made on; None for a plain function."""
+    model = denoiser
+    while not hasattr(model, "state_dict") and hasattr(model, "D"):
+        model = model.D
+    if not hasattr(model, "state_dict"):
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _saved_auto(saved: dict):
