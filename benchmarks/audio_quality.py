@@ -35,9 +35,9 @@ N_MELS = 32
 
 def ensure_run(given: Path | None, runs_dir: Path, steps: int | None) -> tuple[Path, float | None]:
     """The run to evaluate and its training seconds (None when it was trained earlier)."""
-    from unnoise.train.config import config_from_dict
+    from unnoise.run.config import config_from_dict
     from unnoise.train.loop import train
-    from unnoise.train.presets import preset
+    from unnoise.run.presets import preset
 
     if given is not None:
         return given, None
@@ -55,7 +55,7 @@ def ensure_run(given: Path | None, runs_dir: Path, steps: int | None) -> tuple[P
 def sample_pitches(denoiser, config, per_pitch: int, guidance: float, steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(clips (N, 1, L), requested MIDI (N,)): per_pitch clips of every class, classes interleaved."""
     from unnoise.audio.pitch import midi_of_name
-    from unnoise.sampling import sample_run
+    from unnoise.pipeline import sample_run
 
     classes = torch.arange(config.num_classes).repeat(per_pitch)
     clips = sample_run(denoiser, config, n=len(classes), seed=SEED, cond=classes, guidance=guidance,
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
     args = parser.parse_args(argv)
     from unnoise.data import load_dataset
-    from unnoise.runs import load_run
+    from unnoise.run.build import load_run
 
     run_dir, train_seconds = ensure_run(args.run, args.runs_dir, args.train_steps)
     denoiser, config = load_run(run_dir)

@@ -47,11 +47,11 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], help="config overrides for the trained run")
     args = parser.parse_args(argv)
 
-    from unnoise.runs import load_run
-    from unnoise.sampling import sample_run
-    from unnoise.train.config import apply_overrides, config_from_dict
+    from unnoise.run.build import load_run
+    from unnoise.pipeline import sample_run
+    from unnoise.run.config import apply_overrides, config_from_dict
     from unnoise.train.loop import train
-    from unnoise.train.presets import preset
+    from unnoise.run.presets import preset
 
     train_seconds = None
     run_dir = args.run_dir

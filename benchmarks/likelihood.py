@@ -31,8 +31,8 @@ HYBRID = {"model.learned_variance": True, "train.vlb_weight": 0.001, "train.dens
 
 
 def config(steps: int, extra: dict):
-    from unnoise.train.config import apply_overrides, config_from_dict
-    from unnoise.train.presets import preset
+    from unnoise.run.config import apply_overrides, config_from_dict
+    from unnoise.run.presets import preset
 
     d = json.loads(json.dumps(preset("digits")))
     d["data"] = {"name": "digits", "options": {"split": "train"}}
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from unnoise.eval.nll import evaluate_nll, evaluation_data, vlb_estimate
-    from unnoise.runs import load_run
+    from unnoise.run.build import load_run
     from unnoise.train.loop import train
 
     result = {"steps": args.steps, "train_seconds_by_model": {}}

@@ -48,9 +48,9 @@ DIFFUSERS_WIDTHS = (64, 128)  # 2.79M parameters with one block per level, vs ou
 
 def train_ours(steps: int, batch: int, run_dir: Path) -> dict:
     """Our run in run_dir, trained there unless a finished run with the same steps and batch is present."""
-    from unnoise.train.config import apply_overrides, config_from_dict
+    from unnoise.run.config import apply_overrides, config_from_dict
     from unnoise.train.loop import train
-    from unnoise.train.presets import preset
+    from unnoise.run.presets import preset
 
     reused = _reused_record(run_dir, steps, batch, run_dir / "checkpoint" / "ema.safetensors")
     if reused:
@@ -81,8 +81,8 @@ def _write_record(run_dir: Path, steps: int, batch: int, seconds: float, **extra
 
 
 def sample_ours(run_dir: Path, n: int) -> dict[int, torch.Tensor]:
-    from unnoise.runs import load_run
-    from unnoise.sampling import sample_run
+    from unnoise.run.build import load_run
+    from unnoise.pipeline import sample_run
 
     denoiser, config = load_run(run_dir)
     return {nfe: sample_run(denoiser, config, n=n, seed=SAMPLE_SEED, sampler="auto", steps=nfe, cache_dir=run_dir)
@@ -232,7 +232,7 @@ def save_samples(samples: dict[int, torch.Tensor], path: Path) -> None:
 
 
 def _param_count(run_dir: Path) -> int:
-    from unnoise.runs import load_run
+    from unnoise.run.build import load_run
 
     denoiser, _ = load_run(run_dir)
     return sum(p.numel() for p in denoiser.parameters())

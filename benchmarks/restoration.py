@@ -53,9 +53,9 @@ RUN_PRESETS = {"digits": ("digits", ["data.options.split=train"]), "digits_sr": 
 
 def ensure_run(key: str, given: Path | None, runs_dir: Path, train_seconds: dict) -> Path:
     """The run given, or the preset's run in runs_dir (trained there first if it has no checkpoint)."""
-    from unnoise.train.config import apply_overrides, config_from_dict
+    from unnoise.run.config import apply_overrides, config_from_dict
     from unnoise.train.loop import train
-    from unnoise.train.presets import preset
+    from unnoise.run.presets import preset
 
     if given is not None:
         return given
@@ -114,8 +114,8 @@ def restore_with(run_dir: Path, method: str, operator, y: torch.Tensor, k: int, 
                  batch: int, resample: int) -> torch.Tensor:
     """K posterior samples per measurement row: (N, K, C, H, W)."""
     from unnoise.restore.sampling import MethodOptions, posterior_samples
-    from unnoise.runs import load_run
-    from unnoise.sampling import grid_for
+    from unnoise.run.build import load_run
+    from unnoise.pipeline import grid_for
 
     denoiser, config = load_run(run_dir)
     sigmas = grid_for(denoiser, config, steps)

@@ -16,7 +16,7 @@ RMS per coordinate between a method's output and the reference, sqrt(mean((x - x
 calls actually made while sampling. "mode_flips" counts outputs whose nearest mixture mean differs from the
 reference's: one flipped sample in 4,000 adds ~0.02 (gmm32) to the RMS, so read the errors with it.
 
-Rows: every deterministic sampler of ours (`unnoise.sample.budget.DETERMINISTIC`) and these diffusers
+Rows: every deterministic sampler of ours (`unnoise.sample.auto.budget.DETERMINISTIC`) and these diffusers
 schedulers, driven by an exact epsilon "network" eps(x_vp, t) = (x_ve - D(x_ve, sigma(t))) / sigma(t),
 x_ve = x_vp sqrt(1 + sigma(t)^2), sigma(t) interpolated linearly in log-sigma for fractional t:
   ddim (trailing spacing, no clipping), euler_karras, heun_karras, dpmpp_2m, dpmpp_2m_karras, dpmpp_3m,

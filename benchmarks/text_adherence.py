@@ -36,9 +36,9 @@ ATTRIBUTES = ("shape", "colour", "position")
 
 
 def train_preset(name: str, overrides: list[str]) -> tuple[Path, float]:
-    from unnoise.train.config import apply_overrides, config_from_dict
+    from unnoise.run.config import apply_overrides, config_from_dict
     from unnoise.train.loop import train
-    from unnoise.train.presets import preset
+    from unnoise.run.presets import preset
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"unnoise-{name}-"))
     t0 = time.perf_counter()
@@ -47,11 +47,11 @@ def train_preset(name: str, overrides: list[str]) -> tuple[Path, float]:
 
 
 def shapes_scores(run_dir: Path, scales, n: int, sampler: str, steps: int) -> dict:
-    from unnoise.captions import encode_captions
+    from unnoise.conditions.caption import encode_captions
     from unnoise.data import load_dataset
     from unnoise.data.shapes import analyze_shapes, score_against
-    from unnoise.runs import load_run
-    from unnoise.sampling import sample_run
+    from unnoise.run.build import load_run
+    from unnoise.pipeline import sample_run
 
     denoiser, config = load_run(run_dir)
     options = {k: v for k, v in config.data.options.items() if k in ("objects", "size")}
@@ -71,8 +71,8 @@ def shapes_scores(run_dir: Path, scales, n: int, sampler: str, steps: int) -> di
 
 def digits_scores(run_dir: Path, scales, n: int, sampler: str, steps: int) -> dict:
     from unnoise.eval.features import extractor_for
-    from unnoise.runs import load_run
-    from unnoise.sampling import sample_run
+    from unnoise.run.build import load_run
+    from unnoise.pipeline import sample_run
 
     denoiser, config = load_run(run_dir)
     extractor, labels = extractor_for("digits"), torch.arange(n) % 10

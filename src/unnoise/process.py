@@ -354,7 +354,7 @@ def make_process(name: str = "ddpm", **options) -> Process:
     if name not in PROCESSES:
         raise unknown_name("process", name, PROCESSES)
     config_cls, process_cls = PROCESSES[name]
-    from .config import build_dataclass
+    from .run.fields import build_dataclass
 
     return process_cls(build_dataclass(config_cls, options, f"process {name}"))
 

@@ -78,7 +78,7 @@ def save_spectrogram(audio: torch.Tensor, path: str | Path, n_fft: int = 256, sc
 def save_spectrogram_grid(batch: torch.Tensor, path: str | Path, n_fft: int = 256, scale: int = 2,
                           columns: int | None = None) -> Path:
     """Spectrograms of a batch (N, C, L) or (N, L) tiled in a grid with 2-pixel white gaps; returns the path."""
-    from unnoise.imageio import _pillow_image, _prepare_path
+    from unnoise.io.image import _pillow_image, _prepare_path
 
     batch = torch.as_tensor(batch).detach().cpu().float()
     batch = batch[:, None] if batch.ndim == 2 else batch

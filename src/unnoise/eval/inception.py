@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UnnoiseError
-from ..train.checkpoint import file_sha256
+from ..run.checkpoint import file_sha256
 from .features import Extractor
 
 ENV_VAR = "UNNOISE_INCEPTION_WEIGHTS"

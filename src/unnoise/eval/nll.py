@@ -10,7 +10,7 @@ import torch
 from ..data import load_dataset
 from ..errors import UnnoiseError
 from ..likelihood import dequantize, ode_log_likelihood
-from ..runs import load_run, require_unconditioned_input
+from ..run.build import load_run, require_unconditioned_input
 from ..train.progress import Progress
 from ..vlb import VARIANCES, bound_unavailable, variational_bound
 

@@ -9,8 +9,8 @@ import math
 import torch
 
 from ..data import DATASETS, load_dataset
-from ..runs import load_run, require_unconditioned_input
-from ..sampling import sample_run
+from ..run.build import load_run, require_unconditioned_input
+from ..pipeline import sample_run
 from ..train.progress import Progress
 from .features import extractor_for
 from .metrics import fd, kid, precision_recall

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from ..errors import unknown_name
-from .fitted import FittedSteps, fit_steps, fitted_multistep
+from .auto.fitted import FittedSteps, fit_steps, fitted_multistep
 from .langevin import annealed_langevin, predictor_corrector
 from .multistep import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, multistep, pc_multistep
 from .noise import SeededNoise, default_noise

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..captions import CaptionBank, slice_condition
+from ..conditions.caption import CaptionBank, slice_condition
 from ..data import load_dataset
 from ..errors import UnnoiseError
 from ..grids import sample_training_t
@@ -19,9 +19,9 @@ from ..guide import drop_conditions
 from ..losses import denoising_loss
 from ..param import Denoiser
 from ..restore.superres import sr_training_condition
-from ..runs import build_denoiser, read_run_config, resolve_config
-from .checkpoint import checkpoint_dir, load_training_state, load_weights, save_checkpoint, write_json
-from .config import RunConfig, config_to_dict
+from ..run.build import build_denoiser, read_run_config, resolve_config
+from ..run.checkpoint import checkpoint_dir, load_training_state, load_weights, save_checkpoint, write_json
+from ..run.config import RunConfig, config_to_dict
 from .ema import EMA
 from .progress import Progress
 from .distributed import Distributed
@@ -220,8 +220,8 @@ class Trainer:
         return torch.cat(weighted_losses), torch.cat(losses)
 
     def sample_grid(self) -> Path:
-        from ..imageio import save_samples
-        from ..sampling import sample_run
+        from ..io.image import save_samples
+        from ..pipeline import sample_run
 
         n = self.config.sample.n
         x = sample_run(self.ema_denoiser(), self.config, n=n, seed=0, cond=self._preview_condition(n))
@@ -282,7 +282,7 @@ class Trainer:
 
     def _write_loss_curve(self) -> None:
         """loss_curve.png from metrics.jsonl (the whole run, resumed parts included)."""
-        from ..imageio import save_loss_curve
+        from ..io.image import save_loss_curve
 
         rows = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines() if line]
         if len(rows) >= 2:

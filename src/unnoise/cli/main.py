@@ -8,12 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UnnoiseError
+from ..errors import UnnoiseError
 
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model; writes a run directory")
-    from .train.presets import preset_names
+    from ..run.presets import preset_names
 
     p.add_argument("--preset", default="digits",
                    help=f"starting config from configs/ ({', '.join(preset_names())})")
@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_config_from_args(args):
-    from .train.config import apply_overrides, config_from_dict
-    from .train.presets import preset, read_config_file
+    from ..run.config import apply_overrides, config_from_dict
+    from ..run.presets import preset, read_config_file
 
     d = read_config_file(args.config) if args.config else preset(args.preset)
     if args.data:
@@ -148,7 +148,7 @@ def run_config_from_args(args):
 
 
 def cmd_train(args) -> None:
-    from .train.loop import train
+    from ..train.loop import train
 
     config = None if args.resume else run_config_from_args(args)
     result = train(config, Path(args.out), resume=args.resume, steps=args.steps if args.resume else None)
@@ -156,7 +156,7 @@ def cmd_train(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from .sample_cli import sample_command
+    from .sample import sample_command
 
     sample_command(args)
 
@@ -165,18 +165,18 @@ def cmd_eval(args) -> None:
     if args.n is not None and args.n < 1:
         raise UnnoiseError(f"--n must be >= 1, got {args.n}")
     if args.nll:
-        from .eval.nll import evaluate_nll
+        from ..eval.nll import evaluate_nll
 
         result = evaluate_nll(args.run_dir, n=args.n or 256, seed=args.seed, split=args.split, batch=args.batch,
                               vlb_variance=args.vlb_variance, divergence=args.divergence, draws=args.draws,
                               rtol=args.rtol, atol=args.atol, weights=args.weights)
         out = args.out or Path(args.run_dir) / "eval_nll.json"
     else:
-        from .eval.quality import evaluate_quality
+        from ..eval.quality import evaluate_quality
 
         if args.inception_weights is not None:
-            from .eval.features import register_extractor
-            from .eval.inception import inception_extractor
+            from ..eval.features import register_extractor
+            from ..eval.inception import inception_extractor
 
             register_extractor("inception", lambda: inception_extractor(args.inception_weights))
         result = evaluate_quality(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
@@ -189,7 +189,7 @@ def cmd_eval(args) -> None:
 
 
 def cmd_restore(args) -> None:
-    from .restore_cli import restore_command
+    from .restore import restore_command
 
     summary = restore_command(args)
     print(json.dumps(summary))
@@ -197,7 +197,7 @@ def cmd_restore(args) -> None:
 
 
 def cmd_data(args) -> int:
-    from .data.imagefolder import check_folder
+    from ..data.imagefolder import check_folder
 
     if not args.folder.is_dir():
         raise UnnoiseError(f"no such directory: {args.folder}")
@@ -209,10 +209,10 @@ def cmd_data(args) -> int:
 
 
 def cmd_demo(args) -> None:
-    from .sample_cli import sample_to_files
-    from .train.config import config_from_dict
-    from .train.loop import train
-    from .train.presets import preset
+    from .sample import sample_to_files
+    from ..run.config import config_from_dict
+    from ..train.loop import train
+    from ..run.presets import preset
 
     d = preset("digits")
     if args.steps is not None:

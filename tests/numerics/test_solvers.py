@@ -10,8 +10,8 @@ from unnoise.exact import GaussianMixture, random_mixture, reference_ode_solutio
 from unnoise.grids import karras, log_snr_uniform
 from unnoise.sample import (SAMPLERS, STOCHASTIC, annealed_langevin, dpmpp_2m, dpmpp_3m, generate, get_sampler,
                             multistep, predictor_corrector)
-from unnoise.sample.budget import DETERMINISTIC, run_budget, steps_for_nfe
-from unnoise.sample.calibrate import calibrate, grid_from_params, params_from_grid
+from unnoise.sample.auto.budget import DETERMINISTIC, run_budget, steps_for_nfe
+from unnoise.sample.auto.calibrate import calibrate, grid_from_params, params_from_grid
 from unnoise.sample.multistep import exponential_weights, phi
 from unnoise.process import make_process
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from unnoise.cli import main
-from unnoise.train.config import apply_overrides, config_from_dict
+from unnoise.cli.main import main
+from unnoise.run.config import apply_overrides, config_from_dict
 from unnoise.train.loop import Trainer
-from unnoise.train.presets import preset
+from unnoise.run.presets import preset
 
 SETTINGS = ["model.network_options.hidden=32", "model.network_options.depth=2", "data.options.n=256",
             "train.batch_size=32", "train.sample_every=0", "train.log_every=1"]

@@ -6,12 +6,12 @@ import json
 import math
 from pathlib import Path
 
-from .errors import UnnoiseError
-from .nn import build_network
-from .param import Denoiser
-from .process import make_process
-from .train.checkpoint import checkpoint_dir, load_weights
-from .train.config import RunConfig, config_from_dict
+from ..errors import UnnoiseError
+from ..nn import build_network
+from ..param import Denoiser
+from ..process import make_process
+from .checkpoint import checkpoint_dir, load_weights
+from .config import RunConfig, config_from_dict
 
 
 def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: int = 0, class_names=(),
@@ -45,7 +45,7 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
             raise UnnoiseError(f"model.class_conditional: dataset {config.data.name!r} has no labels")
         options.setdefault("num_classes", num_classes)
     if config.model.text_conditional:
-        from .nn.text_encoder import EMBED_DIM
+        from ..nn.text_encoder import EMBED_DIM
 
         options.setdefault("context_dim", EMBED_DIM * len(config.model.text_layers))
         options.setdefault("pooled_dim", EMBED_DIM)
@@ -74,7 +74,7 @@ def check_options(config: RunConfig) -> None:
     if m.text_conditional and (m.class_conditional or m.network != "unet"):
         raise UnnoiseError("model.text_conditional needs model.network=unet and model.class_conditional=false")
     if m.text_conditional:
-        from .nn.text_encoder import check_layers
+        from ..nn.text_encoder import check_layers
 
         try:
             check_layers(m.text_layers)

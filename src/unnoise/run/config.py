@@ -9,7 +9,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from ..config import build_dataclass
+from .fields import build_dataclass
 from ..errors import UnnoiseError
 
 

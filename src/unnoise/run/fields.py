@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from .errors import UnnoiseError
+from ..errors import UnnoiseError
 
 
 def build_dataclass(cls, values: dict, where: str):

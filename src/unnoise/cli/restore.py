@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UnnoiseError
-from .runs import load_run
+from ..errors import UnnoiseError
+from ..run.build import load_run
 
 log = logging.getLogger("unnoise.restore")
 
@@ -27,7 +27,7 @@ IMAGE_MODES = ("L", "RGB", "P")  # what --input may be; a palette image is read 
 
 
 def _pillow():
-    from .data.base import import_extra
+    from ..data.base import import_extra
 
     return import_extra("PIL.Image", "unnoise restore", "Pillow")
 
@@ -82,7 +82,7 @@ def read_mask(path: Path, size: tuple[int, int]) -> torch.Tensor:
 
 def task_measurement(task: str, args, config, sr_scale: int):
     """(operator or None, measurement y (1, ...), default method) for a task on a run's image shape."""
-    from .restore import Downsample, GaussianBlur, Grayscale, Mask
+    from ..restore import Downsample, GaussianBlur, Grayscale, Mask
 
     channels, height, width = config.data_shape
     if task == "sr":
@@ -111,9 +111,9 @@ def task_measurement(task: str, args, config, sr_scale: int):
 
 
 def restore_command(args) -> dict:
-    from .restore import AddNoise, posterior_summary
-    from .restore.sampling import MethodOptions, posterior_samples
-    from .sampling import grid_for
+    from ..restore import AddNoise, posterior_summary
+    from ..restore.sampling import MethodOptions, posterior_samples
+    from ..pipeline import grid_for
 
     if args.n < 1:
         raise UnnoiseError(f"--n must be >= 1, got {args.n}")
@@ -143,7 +143,7 @@ def _progress(steps: int):
 
 
 def _write_outputs(args, samples, y, operator, method, steps, posterior_summary) -> dict:
-    from .imageio import save_grid
+    from ..io.image import save_grid
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,12 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..grids import ddpm_sigmas, sigma_grid
-from ..process import DiscreteDDPM, Process
+from ...grids import ddpm_sigmas, sigma_grid
+from ...process import DiscreteDDPM, Process
 from .calibrate import Calibration, CalibrationBatch, calibrate, calibration_batch
 from .fitted import FittedSteps, fit_steps, fitted_multistep
-from .multistep import multistep
-from .ode import denoise
+from ..multistep import multistep
+from ..ode import denoise
 
 # Samplers that are deterministic functions of the starting noise.
 DETERMINISTIC = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "pc_multistep", "auto")
@@ -149,6 +149,6 @@ def run_budget(name: str, D, x: Tensor, *, nfe: int, process: Process, grid: str
         prepare_budget(name, D, nfe=nfe, process=process, shape=tuple(x.shape[1:]))
         choice = _calibrations[D][(nfe, tuple(x.shape[1:]))]
         return choice.solver()(D, x, choice.sigmas)
-    from . import get_sampler
+    from .. import get_sampler
 
     return get_sampler(name)(D, x, budget_grid(name, process, nfe, grid))

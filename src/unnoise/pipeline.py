@@ -10,14 +10,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .captions import slice_condition
+from .conditions.caption import slice_condition
 from .grids import sigma_grid
 from .guide import cfg
 from .sample import SAMPLERS, generate, get_sampler
-from .sample.budget import auto_solver, calibrate_auto
-from .sample.fitted import FittedSteps
-from .train.checkpoint import write_json
-from .train.config import RunConfig
+from .sample.auto.budget import auto_solver, calibrate_auto
+from .sample.auto.fitted import FittedSteps
+from .run.checkpoint import write_json
+from .run.config import RunConfig
 
 # Options each sampler accepts from the command line (`--eta`, `--churn`).
 SAMPLER_OPTIONS = {"ddim": ("eta",), "heun": ("churn",), "euler_ancestral": ("eta",)}
@@ -99,7 +99,7 @@ def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None)
         return denoiser  # (a text network always needs a condition: the wrapper supplies the empty caption)
     null = config.num_classes
     if config.model.text_conditional:
-        from .captions import null_condition
+        from .conditions.caption import null_condition
 
         null = null_condition(config.model.text_max_tokens, config.model.text_layers)
     return cfg(denoiser, scale, null, interval=interval, rescale=rescale)

@@ -13,7 +13,7 @@ from unnoise.audio.pitch import (detect_f0, frequency_of_midi, midi_of_name, nam
                                  pitch_class_matches)
 from unnoise.audio.spectrogram import log_mel, logmel_features, mel_filterbank, save_spectrogram_grid  # noqa: E402
 from unnoise.audio.wav import fit_length, peak_normalize, read_wav, resample, to_mono, write_wav  # noqa: E402
-from unnoise.cli import main  # noqa: E402
+from unnoise.cli.main import main  # noqa: E402
 from unnoise.data import load_dataset  # noqa: E402
 from unnoise.errors import UnnoiseError  # noqa: E402
 
@@ -179,7 +179,7 @@ def test_wav_output_needs_an_audio_run(tmp_path, capsys):
 
 
 def test_default_sampler_calibrates_on_long_signals_at_reduced_effort(tones_run, tmp_path):
-    from unnoise.sampling import calibration_effort
+    from unnoise.pipeline import calibration_effort
 
     assert calibration_effort((2,))["sweeps"] == 4 and calibration_effort((1, 8, 8))["batch"] == 64
     assert calibration_effort((1, 4096)) == dict(batch=16, sweeps=0, pool_factor=2)

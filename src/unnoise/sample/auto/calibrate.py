@@ -28,9 +28,9 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from ..grids import karras, log_snr_uniform
+from ...grids import karras, log_snr_uniform
 from .fitted import Trajectory, record_trajectory
-from .noise import SeededNoise
+from ..noise import SeededNoise
 
 CALIBRATION_SEED = 2**31 - 7  # calibration noise comes from seeds no user run starts at
 

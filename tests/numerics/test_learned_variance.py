@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from unnoise.cli import main
+from unnoise.cli.main import main
 from unnoise.exact import ring
 from unnoise.losses import denoising_loss
 from unnoise.nn import build_network

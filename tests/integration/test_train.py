@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from unnoise.errors import UnnoiseError
-from unnoise.runs import load_run
+from unnoise.run.build import load_run
 from unnoise.train import loop
-from unnoise.train.config import apply_overrides, config_from_dict
+from unnoise.run.config import apply_overrides, config_from_dict
 from unnoise.train.ema import EMA
-from unnoise.train.presets import preset
+from unnoise.run.presets import preset
 
 
 def tiny_config(**train):
@@ -116,8 +116,8 @@ def test_ema_tracks_average():
 
 
 def test_presets_are_yaml_files_and_config_files_load(tmp_path, capsys):
-    from unnoise.cli import main
-    from unnoise.train.presets import preset_names, read_config_file
+    from unnoise.cli.main import main
+    from unnoise.run.presets import preset_names, read_config_file
 
     assert {"digits", "digits-unet", "digits-hybrid", "toy2d"} <= set(preset_names())
     for name in preset_names():  # every shipped preset is a valid config
@@ -147,7 +147,7 @@ def test_tensorboard_without_the_package_is_a_one_line_error(tmp_path, capsys):
         pytest.skip("tensorboard is installed")
     except ImportError:
         pass
-    from unnoise.cli import main
+    from unnoise.cli.main import main
 
     assert main(["train", "--preset", "toy2d", "--steps", "1", "--set", "train.tensorboard=true",
                  "--set", "train.sample_every=0", "--out", str(tmp_path / "r")]) == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unnoise.cli import main
+from unnoise.cli.main import main
 
 TINY = ["--set", "model.network_options.hidden=32", "--set", "model.network_options.depth=2",
         "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0", "--set", "train.log_every=5"]
@@ -60,8 +60,8 @@ def test_sample_writes_outputs(toy_run, tmp_path, sampler):
 
 
 def test_sampling_is_reproducible_and_batch_invariant(toy_run, tmp_path):
-    from unnoise.runs import load_run
-    from unnoise.sampling import sample_run
+    from unnoise.run.build import load_run
+    from unnoise.pipeline import sample_run
 
     denoiser, config = load_run(toy_run)
     a = sample_run(denoiser, config, n=6, seed=3, sampler="ddpm", steps=8)

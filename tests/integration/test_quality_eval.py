@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from unnoise.cli import main
+from unnoise.cli.main import main
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from unnoise.cli import main
+from unnoise.cli.main import main
 from unnoise.errors import UnnoiseError
 from unnoise.nn.unet import UNet, UNetConfig
 from unnoise.restore import Mask

@@ -10,7 +10,7 @@ import torch
 
 from unnoise.data import DATASETS, ArrayDataset, load_dataset
 from unnoise.errors import UnnoiseError
-from unnoise.imageio import grid_array, save_gif, save_grid, scatter_png, to_uint8
+from unnoise.io.image import grid_array, save_gif, save_grid, scatter_png, to_uint8
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -157,7 +157,7 @@ def test_imagefolder_loads_good_images_and_skips_bad(image_tree, caplog):
 def test_imagefolder_skips_wrong_mode_and_too_small_and_data_check_lists_them(image_tree, capsys):
     from PIL import Image
 
-    from unnoise.cli import main
+    from unnoise.cli.main import main
 
     Image.new("CMYK", (20, 20)).save(image_tree / "cats" / "print.jpg")
     Image.new("RGB", (4, 4)).save(image_tree / "dogs" / "tiny.png")

@@ -11,9 +11,9 @@ from unnoise.exact import GaussianMixture, random_mixture, reference_ode_solutio
 from unnoise.grids import karras, log_snr_uniform
 from unnoise.process import make_process
 from unnoise.sample import ddim, generate, multistep
-from unnoise.sample.budget import START_MARGIN, calibrate_auto, prepare_budget, run_budget
-from unnoise.sample.calibrate import calibration_batch
-from unnoise.sample.fitted import FittedSteps, fit_steps, fitted_multistep, record_trajectory
+from unnoise.sample.auto.budget import START_MARGIN, calibrate_auto, prepare_budget, run_budget
+from unnoise.sample.auto.calibrate import calibration_batch
+from unnoise.sample.auto.fitted import FittedSteps, fit_steps, fitted_multistep, record_trajectory
 
 SIGMA_MAX = 80.0
 REFERENCE = functools.partial(multistep, order=3, corrector=True)

@@ -13,16 +13,16 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .errors import UnnoiseError
+from ..errors import UnnoiseError
 
-log = logging.getLogger("unnoise.captions")
+log = logging.getLogger("unnoise.conditions.caption")
 _ENCODERS: dict[str, object] = {}  # one frozen encoder per process
 
 
 def text_encoder():
     """The process-wide frozen text encoder (loaded on first use)."""
     if "default" not in _ENCODERS:
-        from .nn.text_encoder import load_text_encoder
+        from ..nn.text_encoder import load_text_encoder
 
         _ENCODERS["default"] = load_text_encoder(cache_size=None)
     return _ENCODERS["default"]

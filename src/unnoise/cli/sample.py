@@ -5,15 +5,15 @@ from pathlib import Path
 
 import torch
 
-from .errors import UnnoiseError, unknown_name
-from .runs import load_run, require_unconditioned_input
-from .sample.budget import DEFAULT_SAMPLER
-from .sampling import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
+from ..errors import UnnoiseError, unknown_name
+from ..run.build import load_run, require_unconditioned_input
+from ..sample.auto.budget import DEFAULT_SAMPLER
+from ..pipeline import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
 
 
 def _save_trajectory(frames: list, shape: tuple, path: Path) -> None:
     """The x0 estimates along the trajectory as an animated GIF (image grids, or scatters for 2-D data)."""
-    from .imageio import save_gif, save_scatter_gif
+    from ..io.image import save_gif, save_scatter_gif
 
     if len(shape) == 1:
         save_scatter_gif(frames, path, extent=1.1 * float(frames[-1].abs().max()))
@@ -39,7 +39,7 @@ def _require_audio_run(config, out: Path) -> None:
 def _save_wavs(x: torch.Tensor, config, out: Path) -> Path:
     """Write audio samples as WAV files (OUT.wav for one, OUT-000.wav, ... for a batch); returns the
     path of the spectrogram grid to write beside them (OUT.png). The run was checked to be audio."""
-    from .audio.wav import write_wav
+    from ..audio.wav import write_wav
 
     clips = x.clamp(-1, 1)
     paths = [out] if len(clips) == 1 else [out.with_name(f"{out.stem}-{i:03d}.wav") for i in range(len(clips))]
@@ -85,7 +85,7 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
     if prompt is not None:
         if not config.model.text_conditional:
             raise UnnoiseError(f"--prompt: run {run_dir} is not text-conditional")
-        from .captions import encode_captions
+        from ..conditions.caption import encode_captions
 
         text = encode_captions([prompt], config.model.text_max_tokens, config.model.text_layers)
         cond = {k: v.expand(n, *v.shape[1:]) for k, v in text.items()}
@@ -100,7 +100,7 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
     x = sample_run(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, grid=grid, options=options,
                    cond=cond, callback=callback, batch_size=n if gif is not None else 250, cache_dir=run_dir,
                    guidance=guidance, guidance_interval=guidance_interval, guidance_rescale=guidance_rescale)
-    from .imageio import save_samples
+    from ..io.image import save_samples
 
     if Path(out).suffix.lower() == ".wav":
         out = _save_wavs(x, config, Path(out))

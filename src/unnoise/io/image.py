@@ -166,7 +166,7 @@ def save_samples(samples: torch.Tensor, shape: tuple, path: str | Path) -> Path:
     if len(shape) == 1:
         return scatter_png(samples, path)
     if len(shape) == 2:
-        from .audio.spectrogram import save_spectrogram_grid
+        from ..audio.spectrogram import save_spectrogram_grid
 
         return save_spectrogram_grid(samples, path, n_fft=min(256, shape[-1]))
     return save_grid(samples, path, upscale=max(1, 64 // shape[-1]))

@@ -4,9 +4,9 @@ import torch
 
 from unnoise.nn import UNet, UNetConfig, WaveNet, WaveNetConfig, build_network
 from unnoise.nn.config import NetworkConfigError
-from unnoise.runs import resolve_config
-from unnoise.sample_cli import class_index
-from unnoise.train.config import config_from_dict
+from unnoise.run.build import resolve_config
+from unnoise.cli.sample import class_index
+from unnoise.run.config import config_from_dict
 
 
 def test_one_unet_class_serves_signals_and_images():

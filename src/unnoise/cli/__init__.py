@@ -1,0 +1,1 @@
+"""The `unnoise` command line: one module per command."""

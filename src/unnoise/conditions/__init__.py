@@ -1,0 +1,1 @@
+"""Conditions a network can take: class labels, captions, low-resolution images."""
