@@ -10,7 +10,7 @@ from ..errors import UnnoiseError
 from ..nn import build_network
 from ..param import Denoiser
 from ..process import make_process
-from .checkpoint import checkpoint_dir, load_weights
+from .checkpoint import read_checkpoint_tensors
 from .config import RunConfig, config_from_dict
 
 
@@ -133,7 +133,7 @@ def load_run(run_dir: Path, weights: str = "ema") -> tuple[Denoiser, RunConfig]:
         raise UnnoiseError(f"weights must be 'ema' or 'model', got {weights!r}")
     config = read_run_config(run_dir)
     denoiser = build_denoiser(config)
-    state = load_weights(checkpoint_dir(Path(run_dir)) / f"{weights}.safetensors")
+    state = read_checkpoint_tensors(Path(run_dir), f"{weights}.safetensors")
     try:
         denoiser.net.load_state_dict(state)
     except RuntimeError as exc:

@@ -20,7 +20,7 @@ from ..losses import denoising_loss
 from ..param import Denoiser
 from ..restore.superres import sr_training_condition
 from ..run.build import build_denoiser, read_run_config, resolve_config
-from ..run.checkpoint import checkpoint_dir, load_training_state, load_weights, save_checkpoint, write_json
+from ..run.checkpoint import load_training_state, resume_checkpoint, load_weights, save_checkpoint, write_json
 from ..run.config import RunConfig, config_to_dict
 from .ema import EMA
 from .progress import Progress
@@ -131,7 +131,7 @@ class Trainer:
         return path
 
     def _restore(self) -> None:
-        ckpt = checkpoint_dir(self.run_dir)
+        ckpt = resume_checkpoint(self.run_dir)
         self.model.load_state_dict(load_weights(ckpt / "model.safetensors"))
         self.ema.model.load_state_dict(load_weights(ckpt / "ema.safetensors"))
         state, rng = load_training_state(ckpt, self.optimizer)
