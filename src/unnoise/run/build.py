@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+from ..device import PRECISIONS
 from ..errors import UnnoiseError
 from ..nn import build_network
 from ..param import Denoiser
@@ -52,9 +53,6 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
     model = dataclasses.replace(config.model, network_options=options)
     return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes,
                                data_levels=levels, class_names=tuple(class_names), sample_rate=int(sample_rate))
-
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def check_options(config: RunConfig) -> None:

@@ -48,7 +48,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # or "cosine"
     grad_clip: float = 1.0
     grad_accum: int = 1  # micro-batches per step (per rank); batch_size stays the global batch
-    precision: str = "fp32"  # or "bf16": autocast of the network to bfloat16, fp32 master weights
+    device: str = "auto"  # auto (CUDA if available, else CPU), cpu, cuda, cuda:N; the CLI's --device overrides it
+    precision: str = "fp32"  # bf16 or fp16 (CUDA only): autocast of the network, fp32 master weights
     channels_last: bool = False  # NHWC memory layout for 2-D convolutional networks
     compile: bool = False  # torch.compile the network for training
     ema_decay: float = 0.999

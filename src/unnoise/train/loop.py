@@ -13,6 +13,7 @@ import torch
 
 from ..conditions.caption import CaptionBank, slice_condition
 from ..data import load_dataset
+from ..device import autocast, cpu
 from ..errors import UnnoiseError
 from ..grids import sample_training_t
 from ..guide import drop_conditions
@@ -97,6 +98,7 @@ class Trainer:
         self.noise_gen = torch.Generator().manual_seed(self.tc.seed + 1)
         self.timesteps = (LossAwareTimesteps(self.denoiser.process.steps) if self.tc.density == "importance"
                           else None)
+        self.device = cpu()
         self.step, self.images_seen, self.last_checkpoint = 0, 0, None
         self.running_loss = self.best_loss = None  # smoothed training loss; the best one picks best/
         if self.dist.main:
@@ -206,8 +208,7 @@ class Trainer:
             part = slice(k * micro, (k + 1) * micro)
             last = k == tc.grad_accum - 1
             sync = contextlib.nullcontext() if last or self.dist.world == 1 else self.train_net.no_sync()
-            cast = (torch.autocast("cpu", dtype=torch.bfloat16) if tc.precision == "bf16"
-                    else contextlib.nullcontext())
+            cast = autocast(self.device, tc.precision)
             with sync, cast:
                 per_sample = denoising_loss(
                     self.train_denoiser, x0[part], t[part], noise[part], cond=slice_condition(cond, part),
