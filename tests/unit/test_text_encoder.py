@@ -69,7 +69,7 @@ def test_matches_sentence_transformers(encoder):
     assert torch.allclose(encoder.encode(captions)[2], ref, atol=1e-5)
 
 
-def test_deterministic_across_instances_and_batches(encoder):
+def test_deterministic_across_instances_and_batches(encoder, assert_close_eps):
     captions = ["a red circle", "a blue square", "a red circle", "three small dots"]
     first = encoder.encode(captions)
     other = te.load_text_encoder()
@@ -77,11 +77,14 @@ def test_deterministic_across_instances_and_batches(encoder):
     for x, y in zip(first, second):
         assert torch.equal(x, y)  # bit-identical across two fresh encoders
     assert torch.equal(first[0][0], first[0][2]) and torch.equal(first[2][0], first[2][2])
-    # the same caption in a different batch / position: same row (neither encoder has "b" cached)
+    # the same caption in a different batch / position: the same row up to rounding (neither encoder has
+    # "b" cached). oneDNN picks kernels per batch size and thread count: measured 2-8 eps x scale on
+    # AVX-512 and AVX2 with 2 threads, 0 with 1 thread.
     ab = encoder.encode(["a", "b"])
     b = other.encode(["b"])
-    for x, y in zip(ab, b):
-        assert (x[1].float() - y[0].float()).abs().max() <= 1e-6
+    assert torch.equal(ab[1][1], b[1][0])  # the mask is exact
+    for x, y, name in zip(ab[::2], b[::2], ("tokens", "pooled")):
+        assert_close_eps(x[1], y[0], ulps=64, what=f"{name}: ")
 
 
 def test_layers_concatenate_hidden_states(encoder):
