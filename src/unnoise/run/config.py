@@ -91,9 +91,32 @@ class RunConfig:
     data_levels: int = 0  # quantization levels of the data on [-1, 1] (0: continuous)
     class_names: tuple = ()  # the dataset's class names (labels 0..K-1), for `--class NAME`
     sample_rate: int = 0  # audio: samples per second of the data (0: not audio)
+    modality: str = ""  # image | audio | points | tokens | video | molecule ("" in older configs: see spec_of)
+    data_dtype: str = "float32"  # int64 for token ids
+
+    @property
+    def spec(self):
+        """The data's DataSpec (shape, dtype, modality, levels, sample rate, classes): see spec_of."""
+        return spec_of(self)
 
 
-RESOLVED = ("data_shape", "num_classes", "data_levels", "class_names", "sample_rate")  # filled from the data
+RESOLVED = ("data_shape", "num_classes", "data_levels", "class_names", "sample_rate", "modality",
+            "data_dtype")  # filled from the data
+
+
+def spec_of(config: RunConfig):
+    """The DataSpec of a resolved config. Configs written before the modality field existed get it inferred
+    here, and only here, from the old fields (backward compatibility; new runs record it): a sample rate
+    means audio, a one-dimensional sample a 2-D point, anything else an image."""
+    from ..data.spec import DataSpec
+
+    modality = config.modality
+    if not modality:
+        shape = tuple(config.data_shape)
+        modality = "audio" if config.sample_rate > 0 else "points" if len(shape) == 1 else "image"
+    return DataSpec(shape=tuple(config.data_shape), modality=modality, dtype=config.data_dtype or "float32",
+                    levels=config.data_levels, sample_rate=config.sample_rate,
+                    class_names=tuple(config.class_names), num_classes=config.num_classes)
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 
 
@@ -106,7 +129,8 @@ def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     parts = {k: build_dataclass(cls, d.get(k, {}), f"{where}.{k}") for k, cls in SECTIONS.items()}
     return RunConfig(**parts, data_shape=tuple(d.get("data_shape", ())), num_classes=int(d.get("num_classes", 0)),
                      data_levels=int(d.get("data_levels", 0)), class_names=tuple(d.get("class_names", ())),
-                     sample_rate=int(d.get("sample_rate", 0)))
+                     sample_rate=int(d.get("sample_rate", 0)),
+                           modality=str(d.get("modality", "")), data_dtype=str(d.get("data_dtype", "float32")))
 
 
 def config_to_dict(config: RunConfig) -> dict:
