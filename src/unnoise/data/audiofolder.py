@@ -50,8 +50,9 @@ def load_audiofolder(path: str | None = None, sample_rate: int = 16000, length: 
     if not clips:
         raise UnnoiseError(f"audiofolder: no readable audio files in {root} ({len(skipped)} skipped)")
     labels, class_names = _labels_from_subfolders(read)
-    dataset = ArrayDataset(torch.stack(clips), labels, class_names, name=f"audiofolder:{root.name}")
-    dataset.skipped, dataset.sample_rate = skipped, sample_rate
+    dataset = ArrayDataset(torch.stack(clips), labels, class_names, name=f"audiofolder:{root.name}",
+                           modality="audio", sample_rate=sample_rate)
+    dataset.skipped = skipped
     level = logging.WARNING if skipped else logging.INFO
     log.log(level, "audiofolder %s: loaded %d clips, skipped %d files", root, len(clips), len(skipped))
     return dataset

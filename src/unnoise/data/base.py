@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 from torch.utils.data import Dataset
 
+from unnoise.data.spec import DataSpec, dtype_name
 from unnoise.errors import UnnoiseError, unknown_name
 
 EXTRA_HINT = "install the extra: pip install 'unnoise[data]'"
@@ -57,10 +58,12 @@ def choice(value, field: str, valid: Sequence[str], aliases: dict[str, str] | No
 
 
 class ArrayDataset(Dataset):
-    """Samples held in memory as one float32 tensor `x` (N, *shape) scaled to about [-1, 1].
+    """Samples held in memory as one tensor `x` (N, *shape): float32 values scaled to about [-1, 1], or
+    int64 ids when `x` holds integers (token ids keep their dtype).
 
     `labels` is a LongTensor (N,) of class indices, or None when unlabelled; `class_names`
-    names each index. Items are `(x_i, label_i)` with label -1 when unlabelled.
+    names each index. Items are `(x_i, label_i)` with label -1 when unlabelled. `modality`, `levels`
+    and `sample_rate` describe the samples; `spec` gathers them into a DataSpec.
     """
 
     def __init__(
@@ -69,15 +72,23 @@ class ArrayDataset(Dataset):
         labels: torch.Tensor | None = None,
         class_names: Sequence[str] | None = None,
         name: str = "dataset",
+        *,
+        modality: str | None = None,
+        levels: int = 0,
+        sample_rate: int = 0,
     ) -> None:
+        x = torch.as_tensor(x)
         if x.ndim < 2 or x.shape[0] == 0:
             raise UnnoiseError(f"{name}: expected a non-empty (N, ...) tensor, got shape {tuple(x.shape)}")
-        self.x = x.detach().to(torch.float32).contiguous()
+        integer = not (x.is_floating_point() or x.is_complex())
+        self.x = x.detach().to(torch.int64 if integer else torch.float32).contiguous()
         self.labels = None if labels is None else self._checked_labels(labels, name)
         self.name = name
         self.class_names = self._default_class_names(class_names)
         self.skipped: list[str] = []
-        self.levels = 0  # quantization levels on [-1, 1] (256 for 8-bit pixels); 0: continuous values
+        self.modality = modality  # image, audio, points, tokens, video or molecule (see data/spec.py)
+        self.levels = int(levels)  # quantization levels on [-1, 1] (256 for 8-bit pixels); 0: continuous values
+        self.sample_rate = int(sample_rate)  # audio: samples per second; 0 otherwise
         self._no_label = torch.tensor(-1, dtype=torch.long)
 
     def _checked_labels(self, labels: torch.Tensor, name: str) -> torch.Tensor:
@@ -104,6 +115,16 @@ class ArrayDataset(Dataset):
         return tuple(self.x.shape[1:])
 
     @property
+    def spec(self) -> DataSpec:
+        """What one sample is: shape, dtype, modality, levels, sample rate and class names."""
+        if self.modality is None:
+            raise UnnoiseError(f"{self.name}: no modality given; pass ArrayDataset(..., modality=...) "
+                               f"(image, audio, points, tokens, video or molecule)")
+        return DataSpec(shape=self.shape, modality=self.modality, dtype=dtype_name(self.x.dtype), levels=self.levels,
+                        sample_rate=self.sample_rate, class_names=tuple(self.class_names),
+                        num_classes=self.num_classes)
+
+    @property
     def num_classes(self) -> int:
         """Number of classes; 0 when unlabelled."""
         return len(self.class_names) if self.labels is not None else 0
@@ -116,10 +137,11 @@ class ArrayDataset(Dataset):
         return self.x[index], label
 
     def subset(self, indices: torch.Tensor, name: str | None = None) -> "ArrayDataset":
-        """A new dataset holding the samples at `indices` (same class names)."""
+        """A new dataset holding the samples at `indices` (same class names, modality, levels, sample rate)."""
         labels = None if self.labels is None else self.labels[indices]
         names = self.class_names if self.labels is not None else None
-        return ArrayDataset(self.x[indices], labels, names, name or self.name)
+        return ArrayDataset(self.x[indices], labels, names, name or self.name, modality=self.modality,
+                            levels=self.levels, sample_rate=self.sample_rate)
 
     def split(self, fraction: float, seed: int = 0) -> tuple["ArrayDataset", "ArrayDataset"]:
         """Shuffle with `seed` and hold out `fraction` of the samples: returns (train, heldout)."""
@@ -140,7 +162,8 @@ class ArrayDataset(Dataset):
         """One-line summary: name, count, sample shape, classes and value range."""
         low, high = float(self.x.min()), float(self.x.max())
         classes = f"{self.num_classes} classes" if self.labels is not None else "unlabelled"
-        text = f"{self.name}: {len(self)} samples of shape {self.shape}, {classes}, values in [{low:.2f}, {high:.2f}]"
+        values = f"ids in [{int(low)}, {int(high)}]" if not self.x.is_floating_point() else f"values in [{low:.2f}, {high:.2f}]"
+        text = f"{self.name}: {len(self)} samples of shape {self.shape}, {classes}, {values}"
         if self.skipped:
             text += f", skipped {len(self.skipped)} unreadable files"
         return text

@@ -43,6 +43,5 @@ def load_digits(size: int = 8, split: str = "all") -> ArrayDataset:
         keep = (order[:TEST_SIZE] if split == "test" else order[TEST_SIZE:]).sort().values
         images, labels = images[keep], labels[keep]
     class_names = [str(digit) for digit in range(10)]
-    dataset = ArrayDataset(images, labels, class_names, name="digits")
-    dataset.levels = int(MAX_PIXEL_VALUE) + 1 if size == NATIVE_SIZE else 0  # 0..16; resizing blends levels
-    return dataset
+    levels = int(MAX_PIXEL_VALUE) + 1 if size == NATIVE_SIZE else 0  # 0..16; resizing blends levels
+    return ArrayDataset(images, labels, class_names, name="digits", modality="image", levels=levels)

@@ -156,9 +156,9 @@ def load_imagefolder(path: str | None = None, size: int = 32, mode: str = "rgb",
                            f"`unnoise data check {root}` lists why)")
     pixels = torch.from_numpy(np.stack(arrays)).to(torch.float32)
     labels, class_names = _labels_from_subfolders(read)
-    dataset = ArrayDataset(pixels / 127.5 - 1.0, labels, class_names, name=f"imagefolder:{root.name}")
+    dataset = ArrayDataset(pixels / 127.5 - 1.0, labels, class_names, name=f"imagefolder:{root.name}",
+                           modality="image", levels=256)  # 8-bit pixels
     dataset.skipped = skipped
-    dataset.levels = 256  # 8-bit pixels
     level = logging.WARNING if skipped else logging.INFO
     log.log(level, "imagefolder %s: loaded %d images, skipped %d files", root, len(arrays), len(skipped))
     return dataset

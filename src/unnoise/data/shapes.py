@@ -250,11 +250,11 @@ def load_shapes(
                      torch.from_numpy(combo % len(COLOURS)), torch.from_numpy(centres).float(),
                      torch.from_numpy(radii).float(), n, size)
     labels = torch.from_numpy(params["combo"][:, 0]) if objects == "1" else None
-    dataset = ArrayDataset(images, labels, _COMBO_NAMES if objects == "1" else None, name="shapes")
+    dataset = ArrayDataset(images, labels, _COMBO_NAMES if objects == "1" else None, name="shapes",
+                           modality="image")
     dataset.scenes = _scenes(params)
     styles = params["style"].tolist()
     dataset.captions = [caption(scene, style) for scene, style in zip(dataset.scenes, styles)]
-    dataset.levels = 0
     return dataset
 
 

@@ -111,8 +111,9 @@ def load_tones(split: str = "train", n: int | None = None, sample_rate: int = 80
     which = torch.tensor([(int(i) // pitches) % len(names) for i in order])
     clips = np.stack([synthesize(names[w], int(m), sample_rate, length, rng) for m, w in zip(midi, which)])
     labels, class_names = _labels(label, midi - base, which, [name_of_midi(base + p) for p in range(pitches)], names)
-    dataset = ArrayDataset(torch.from_numpy(clips).float()[:, None], labels, class_names, name=f"tones[{split}]")
-    dataset.sample_rate, dataset.midi, dataset.instruments, dataset.instrument_names = sample_rate, midi, which, names
+    dataset = ArrayDataset(torch.from_numpy(clips).float()[:, None], labels, class_names, name=f"tones[{split}]",
+                           modality="audio", sample_rate=sample_rate)
+    dataset.midi, dataset.instruments, dataset.instrument_names = midi, which, names
     return dataset
 
 

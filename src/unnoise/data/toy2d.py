@@ -74,4 +74,4 @@ def load_toy2d(kind: str = "moons", n: int = 10000, seed: int = 0, noise: float 
         points = _moons(count, rng) if kind == "moons" else _swissroll(count, rng)
     points = points + noise_std * rng.standard_normal(points.shape)
     x = torch.as_tensor(points, dtype=torch.float32)
-    return ArrayDataset(x, labels, class_names, name=f"toy2d-{kind}")
+    return ArrayDataset(x, labels, class_names, name=f"toy2d-{kind}", modality="points")

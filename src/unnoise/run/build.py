@@ -16,8 +16,9 @@ from .config import RunConfig, config_from_dict
 
 
 def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: int = 0, class_names=(),
-                   sample_rate: int = 0) -> RunConfig:
-    """Fill the network's input size and classes from the data, so the saved config is complete."""
+                   sample_rate: int = 0, modality: str = "", data_dtype: str = "float32") -> RunConfig:
+    """Fill the network's input size and classes from the data, so the saved config is complete;
+    `modality` and `data_dtype` come from the dataset's DataSpec."""
     check_options(config)
     options = dict(config.model.network_options)
     outputs = 2 if config.model.learned_variance else 1  # the variance output doubles the channels
@@ -52,7 +53,8 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
         options.setdefault("pooled_dim", EMBED_DIM)
     model = dataclasses.replace(config.model, network_options=options)
     return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes,
-                               data_levels=levels, class_names=tuple(class_names), sample_rate=int(sample_rate))
+                               data_levels=levels, class_names=tuple(class_names), sample_rate=int(sample_rate),
+                               modality=modality, data_dtype=data_dtype)
 
 
 def check_options(config: RunConfig) -> None:

@@ -77,7 +77,7 @@ class Trainer:
         dataset = load_dataset(config.data.name, **config.data.options)
         self.config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0),
                                      dataset.class_names if dataset.labels is not None else (),
-                                     getattr(dataset, "sample_rate", 0))
+                                     getattr(dataset, "sample_rate", 0), dataset.spec.modality, dataset.spec.dtype)
         self.denoiser = build_denoiser(self.config)
         self.model = self.denoiser.net
         self.dist = Distributed.from_env()
