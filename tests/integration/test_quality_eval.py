@@ -17,7 +17,7 @@ def test_eval_writes_scores_and_a_protocol_that_reproduces_them(tmp_path, cache,
     run = tmp_path / "digits"
     assert main(["train", "--preset", "digits", "--steps", "30", "--out", str(run), "--set", "train.sample_every=0",
                  "--set", "model.network_options.hidden=32", "--set", "model.network_options.depth=1"]) == 0
-    args = ["eval", str(run), "--n", "120", "--sampler", "heun", "--steps", "4", "--kid-subsets", "5"]
+    args = ["eval", str(run), "--n", "120", "--sampler", "heun", "--steps", "4"]
     assert main(args) == 0
     first = json.loads((run / "eval.json").read_text())
     weights = cache / "features" / "digits-classifier-v1.safetensors"
@@ -52,7 +52,7 @@ def test_class_conditional_eval_reports_per_class_accuracy_under_guidance(tmp_pa
                  "--set", "model.network_options.hidden=32", "--set", "model.network_options.depth=1"]) == 0
     assert main(["sample", str(run), "--class", "3", "--guidance", "2", "--n", "4", "--sampler", "heun",
                  "--steps", "3", "--out", str(tmp_path / "three.png")]) == 0
-    assert main(["eval", str(run), "--n", "40", "--sampler", "heun", "--steps", "3", "--kid-subsets", "3",
+    assert main(["eval", str(run), "--n", "40", "--sampler", "heun", "--steps", "3",
                  "--guidance", "2.5"]) == 0
     result = json.loads((run / "eval.json").read_text())
     per_class = result["scores"]["per_class_accuracy"]

@@ -65,7 +65,6 @@ def _add_eval(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="auto", help="sampler for the generated samples")
     p.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
-    p.add_argument("--kid-subsets", type=int, default=100)
     p.add_argument("--guidance", type=float, help="class-conditional runs: guidance scale (default: the run's)")
     p.add_argument("--extractor", help="feature extractor: the dataset's classifier (default), or inception")
     p.add_argument("--inception-weights", type=Path,
@@ -180,7 +179,7 @@ def cmd_eval(args) -> None:
 
             register_extractor("inception", lambda: inception_extractor(args.inception_weights))
         result = evaluate_quality(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
-                                  steps=args.steps, split=args.split, kid_subsets=args.kid_subsets,
+                                  steps=args.steps, split=args.split,
                                   extractor=args.extractor or ("inception" if args.inception_weights else None),
                                   weights=args.weights, guidance=args.guidance)
         out = args.out or Path(args.run_dir) / "eval.json"

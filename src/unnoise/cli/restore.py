@@ -118,8 +118,8 @@ def restore_command(args) -> dict:
     if args.n < 1:
         raise UnnoiseError(f"--n must be >= 1, got {args.n}")
     denoiser, config = load_run(args.run_dir, args.weights)
-    if len(config.data_shape) != 3:
-        raise UnnoiseError(f"run {args.run_dir} models data of shape {config.data_shape}, not images")
+    if config.spec.modality != "image":
+        raise UnnoiseError(f"run {args.run_dir} models {config.spec.modality} data, not images")
     sr_scale = config.model.super_resolution
     operator, y, default_method = task_measurement(args.task, args, config, sr_scale)
     if args.noise_std and operator is not None:

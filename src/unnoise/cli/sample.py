@@ -6,19 +6,10 @@ from pathlib import Path
 import torch
 
 from ..errors import UnnoiseError, unknown_name
+from ..io import check_samples_path, check_trajectory_path, write_samples, write_trajectory
 from ..run.build import load_run, require_unconditioned_input
 from ..sample.auto.budget import DEFAULT_SAMPLER
 from ..pipeline import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
-
-
-def _save_trajectory(frames: list, shape: tuple, path: Path) -> None:
-    """The x0 estimates along the trajectory as an animated GIF (image grids, or scatters for 2-D data)."""
-    from ..io.image import save_gif, save_scatter_gif
-
-    if len(shape) == 1:
-        save_scatter_gif(frames, path, extent=1.1 * float(frames[-1].abs().max()))
-    else:
-        save_gif([f.clamp(-1, 1) for f in frames], path, upscale=max(1, 64 // shape[-1]))
 
 
 def _sampler_options(sampler: str, eta, churn) -> dict:
@@ -28,24 +19,6 @@ def _sampler_options(sampler: str, eta, churn) -> dict:
         if key not in allowed:
             raise UnnoiseError(f"--{key} does not apply to sampler {sampler!r}")
     return given
-
-
-def _require_audio_run(config, out: Path) -> None:
-    if len(config.data_shape) != 2 or not config.sample_rate:
-        raise UnnoiseError(f"--out {out}: .wav needs an audio run; this run's samples have shape "
-                           f"{tuple(config.data_shape)} (write a .png instead)")
-
-
-def _save_wavs(x: torch.Tensor, config, out: Path) -> Path:
-    """Write audio samples as WAV files (OUT.wav for one, OUT-000.wav, ... for a batch); returns the
-    path of the spectrogram grid to write beside them (OUT.png). The run was checked to be audio."""
-    from ..audio.wav import write_wav
-
-    clips = x.clamp(-1, 1)
-    paths = [out] if len(clips) == 1 else [out.with_name(f"{out.stem}-{i:03d}.wav") for i in range(len(clips))]
-    for clip, path in zip(clips, paths):
-        write_wav(path, clip, config.sample_rate)
-    return out.with_suffix(".png")
 
 
 def class_index(label, config) -> int:
@@ -77,10 +50,9 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
         raise UnnoiseError("--grid does not apply to sampler 'auto' (it calibrates its own grid); "
                            "name a sampler with --sampler to use a fixed grid")
     options = _sampler_options(sampler, eta, churn)
-    if Path(out).suffix.lower() == ".wav":
-        _require_audio_run(config, Path(out))  # before sampling, not after
-    if gif is not None and len(config.data_shape) == 2:
-        raise UnnoiseError(f"--gif {gif}: trajectories are drawn for images and 2-D points, not audio")
+    check_samples_path(config.spec, out)  # before sampling, not after
+    if gif is not None:
+        check_trajectory_path(config.spec, gif)
     cond = None
     if prompt is not None:
         if not config.model.text_conditional:
@@ -100,13 +72,11 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
     x = sample_run(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, grid=grid, options=options,
                    cond=cond, callback=callback, batch_size=n if gif is not None else 250, cache_dir=run_dir,
                    guidance=guidance, guidance_interval=guidance_interval, guidance_rescale=guidance_rescale)
-    from ..io.image import save_samples
-
+    write_samples(x, config.spec, out)  # audio .wav: exactly OUT for --n 1, OUT-000.wav, ... for more
     if Path(out).suffix.lower() == ".wav":
-        out = _save_wavs(x, config, Path(out))
-    save_samples(x, config.data_shape, out)
+        write_samples(x, config.spec, Path(out).with_suffix(".png"))  # and their spectrograms beside them
     if gif is not None:
-        _save_trajectory(frames + [x], config.data_shape, gif)
+        write_trajectory(frames + [x], config.spec, gif)
     if save_tensor is not None:
         from safetensors.torch import save_file
 

@@ -221,13 +221,13 @@ class Trainer:
         return torch.cat(weighted_losses), torch.cat(losses)
 
     def sample_grid(self) -> Path:
-        from ..io.image import save_samples
+        from ..io import write_samples
         from ..pipeline import sample_run
 
         n = self.config.sample.n
         x = sample_run(self.ema_denoiser(), self.config, n=n, seed=0, cond=self._preview_condition(n))
         path = self.run_dir / "samples" / f"step_{self.step:07d}.png"
-        save_samples(x, self.config.data_shape, path)
+        write_samples(x, self.config.spec, path)
         return path
 
     def _preview_condition(self, n: int):
@@ -283,7 +283,7 @@ class Trainer:
 
     def _write_loss_curve(self) -> None:
         """loss_curve.png from metrics.jsonl (the whole run, resumed parts included)."""
-        from ..io.image import save_loss_curve
+        from ..io.plots import save_loss_curve
 
         rows = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines() if line]
         if len(rows) >= 2:
