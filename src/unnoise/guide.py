@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .conditions import concat_conditions  # noqa: F401 (nested dicts of named parts)
 from .errors import UnnoiseError
 
 Cond = Tensor | dict | None
@@ -87,13 +88,6 @@ def null_like(null, batch: int, device) -> Cond:
     if isinstance(null, dict):
         return {k: v.expand(batch, *v.shape[1:]) for k, v in null.items()}
     return null.expand(batch, *null.shape[1:])
-
-
-def concat_conditions(a: Cond, b: Cond) -> Cond:
-    """Stack two conditions along the batch: tensors, or dicts of tensors key by key."""
-    if isinstance(a, dict):
-        return {k: torch.cat([a[k], b[k]]) for k in a}
-    return torch.cat([a, b])
 
 
 def drop_conditions(labels: Tensor, p: float, null: int, generator: torch.Generator) -> Tensor:

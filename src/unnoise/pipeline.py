@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .conditions.caption import slice_condition
+from .conditions import conditions_for, named_condition, slice_condition
 from .grids import sigma_grid
 from .guide import cfg
 from .sample import SAMPLERS, generate, get_sampler
@@ -54,7 +54,7 @@ def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None
             log.warning("auto: ignoring unreadable calibration cache %s (%s: %s)", path, type(exc).__name__, exc)
     log.info("auto: calibrating a %d-step grid on this model (once%s)", steps,
              f"; cached in {path}" if path is not None else "")
-    conditional = bool(config.num_classes) or config.model.text_conditional
+    conditional = conditions_for(config).guidable
     choice = calibrate_auto(denoiser, denoiser.process, steps, config.data_shape, dtype=torch.float32,
                             unconditional=not conditional, **calibration_effort(config.data_shape))
     result = choice.calibration
@@ -95,14 +95,10 @@ def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None)
     scale = s.guidance if scale is None else scale
     interval = tuple(s.guidance_interval if interval is None else interval) or None
     rescale = s.guidance_rescale if rescale is None else rescale
-    if scale == 1.0 and not rescale and not config.model.text_conditional:
+    conditions = conditions_for(config)
+    if scale == 1.0 and not rescale and "caption" not in conditions:
         return denoiser  # (a text network always needs a condition: the wrapper supplies the empty caption)
-    null = config.num_classes
-    if config.model.text_conditional:
-        from .conditions.caption import null_condition
-
-        null = null_condition(config.model.text_max_tokens, config.model.text_layers)
-    return cfg(denoiser, scale, null, interval=interval, rescale=rescale)
+    return cfg(denoiser, scale, conditions.null, interval=interval, rescale=rescale)
 
 
 def grid_for(denoiser, config: RunConfig, steps: int | None = None, grid: str | None = None) -> Tensor:
@@ -120,6 +116,7 @@ def sample_run(denoiser, config: RunConfig, *, n: int, seed: int = 0, sampler: s
     With `cond`, classifier-free guidance at `guidance` (default: the run's sample.guidance)."""
     name = sampler or config.sample.sampler
     if cond is not None:
+        cond = named_condition(cond)  # labels (n,) or a text dict: as named parts
         denoiser = guided(denoiser, config, guidance, guidance_interval, guidance_rescale)
     if name == "auto":
         fn, sigmas = auto_sampler(denoiser, config, steps or config.sample.steps, cache_dir)

@@ -120,7 +120,7 @@ def restore_command(args) -> dict:
     denoiser, config = load_run(args.run_dir, args.weights)
     if config.spec.modality != "image":
         raise UnnoiseError(f"run {args.run_dir} models {config.spec.modality} data, not images")
-    sr_scale = config.model.super_resolution
+    sr_scale = config.model.lowres_factor if "lowres" in config.model.conditions else 0
     operator, y, default_method = task_measurement(args.task, args, config, sr_scale)
     if args.noise_std and operator is not None:
         operator = AddNoise(operator, args.noise_std)

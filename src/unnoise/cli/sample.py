@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from ..conditions import conditions_for
 from ..errors import UnnoiseError, unknown_name
 from ..io import check_samples_path, check_trajectory_path, write_samples, write_trajectory
 from ..run.build import load_run, require_unconditioned_input
@@ -53,18 +54,15 @@ def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | 
     check_samples_path(config.spec, out)  # before sampling, not after
     if gif is not None:
         check_trajectory_path(config.spec, gif)
-    cond = None
+    cond, conditions = None, conditions_for(config)
     if prompt is not None:
-        if not config.model.text_conditional:
+        if "caption" not in conditions:
             raise UnnoiseError(f"--prompt: run {run_dir} is not text-conditional")
-        from ..conditions.caption import encode_captions
-
-        text = encode_captions([prompt], config.model.text_max_tokens, config.model.text_layers)
-        cond = {k: v.expand(n, *v.shape[1:]) for k, v in text.items()}
+        cond = conditions.from_request({"prompt": prompt}, n)
     elif class_label is not None:
-        if not config.model.class_conditional:
+        if "label" not in conditions:
             raise UnnoiseError(f"--class: run {run_dir} is not class-conditional")
-        cond = torch.full((n,), class_index(class_label, config), dtype=torch.long)
+        cond = conditions.from_request({"label": class_index(class_label, config)}, n)
     elif guidance is not None or guidance_interval is not None or guidance_rescale is not None:
         raise UnnoiseError("--guidance options need a condition: pass --class (or --prompt for text runs)")
     frames = []

@@ -47,7 +47,7 @@ def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str = "a
     class (labels 0, 1, ..., K-1, 0, ...) at guidance scale `guidance` and also report per-class accuracy."""
     denoiser, config = load_run(run_dir, weights)
     require_unconditioned_input(config, run_dir)
-    labels = torch.arange(n) % config.num_classes if config.model.class_conditional else None
+    labels = torch.arange(n) % config.num_classes if "label" in config.model.conditions else None
     if labels is not None and guidance is None:
         guidance = config.sample.guidance
     ext = extractor_for(extractor or config.data.name)

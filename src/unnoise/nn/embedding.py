@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from ..conditions.base import named_condition  # noqa: F401 (networks read named condition parts)
 from ..errors import unknown_name
 
 
@@ -130,7 +131,7 @@ def noise_batch(t: torch.Tensor | float, batch: int, device: torch.device) -> to
 
 
 class Conditioning(nn.Module):
-    """Noise embedding plus (optional) class embedding or projected pooled text: (t, cond) -> (B, hidden)."""
+    """Noise embedding plus the class embedding and the projected pooled text: (t, cond) -> (B, hidden)."""
 
     def __init__(self, kind: str, dim: int, hidden: int, num_classes: int = 0, context_dim: int = 0):
         super().__init__()
@@ -139,20 +140,20 @@ class Conditioning(nn.Module):
         self.classes = ClassEmbedding(num_classes, hidden) if num_classes > 0 else None
         self.text = nn.Linear(context_dim, hidden) if context_dim > 0 else None
 
-    def forward(self, t: torch.Tensor, cond, batch: int) -> torch.Tensor:
-        """Embed noise input ``t`` (B,) and labels ``cond`` (B,), text (a dict with "pooled" (B, D)) or
-        None -> (B, hidden)."""
+    def forward(self, t: torch.Tensor, cond: dict, batch: int) -> torch.Tensor:
+        """Embed noise input ``t`` (B,) with the named condition parts ``cond`` (see `named_condition`):
+        "label" (B,) (missing: the null class), "text" with "pooled" (B, D) -> (B, hidden)."""
         device = self.noise.mlp[0].weight.device
         emb = self.noise(noise_batch(t, batch, device))
         if self.text is not None:
-            if not isinstance(cond, dict):
-                raise ValueError("this network is text-conditioned: cond must be a dict with tokens, mask, pooled")
-            return emb + self.text(cond["pooled"].to(emb.dtype))
-        if isinstance(cond, dict):
+            if "text" not in cond:
+                raise ValueError("this network is text-conditioned: cond needs a 'text' part with tokens, mask, pooled")
+            emb = emb + self.text(cond["text"]["pooled"].to(emb.dtype))
+        elif "text" in cond:
             raise ValueError("text cond was given but the network has no text conditioning (context_dim=0)")
         if self.classes is not None:
-            emb = emb + self.classes(cond, batch)
-        elif cond is not None:
+            emb = emb + self.classes(cond.get("label"), batch)
+        elif cond.get("label") is not None:
             raise ValueError("cond was given but the network has no classes (num_classes=0)")
         return emb
 

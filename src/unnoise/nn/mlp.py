@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .config import require
-from .embedding import EMBEDDINGS, ClassConditioned, Conditioning
+from .embedding import EMBEDDINGS, ClassConditioned, Conditioning, named_condition
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,17 @@ class MLP(ClassConditioned, nn.Module):
         if math.prod(shape) != self.config.in_dim:
             raise ValueError(f"MLP expects {self.config.in_dim} features per example, got shape {tuple(shape)}")
         h = self.inp(x.reshape(batch, -1))  # (B, *shape) -> (B, in_dim) -> (B, hidden)
-        emb = self.cond_embed(t, cond, batch)  # (B, emb_dim)
+        emb = self.cond_embed(t, self._parts(cond), batch)  # (B, emb_dim)
         for block in self.blocks:
             h = block(h, emb)
         out = self.out(h)  # (B, hidden) -> (B, out_dim)
         if self.config.output_dim == self.config.in_dim:
             out = out.reshape(batch, *shape)  # (B, in_dim) -> (B, *shape)
         return out
+
+    def _parts(self, cond) -> dict:
+        """Named condition parts; only a label is taken (image conditions need a U-Net)."""
+        parts = named_condition(cond)
+        if "lowres" in parts:
+            raise ValueError(f"{type(self).__name__} takes no image condition (use a U-Net)")
+        return parts

@@ -13,7 +13,7 @@ from torch import nn
 
 from .blocks import AttentionBlock, CrossAttentionBlock, Downsample, EmbedSequential, ResBlock, Upsample, conv_nd, group_norm, zero_
 from .config import freeze, require
-from .embedding import EMBEDDINGS, ClassConditioned, Conditioning
+from .embedding import EMBEDDINGS, ClassConditioned, Conditioning, named_condition
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class UNetConfig:
     context_dim: int = 0  # > 0: text conditioning; cross-attention to (B, L, context_dim) tokens after every
     #                       self-attention block, and the pooled text vector added to the noise embedding
     pooled_dim: int = 0  # width of the pooled text vector; 0: context_dim
-    cond_channels: int = 0  # > 0: image conditioning (SR3); cond = {"image": (B, cond_channels, *S)} is
+    cond_channels: int = 0  # > 0: image conditioning (SR3); cond["lowres"] (B, cond_channels, *S) is
     #                         concatenated to the input along channels
     patch_size: int = 1  # > 1: fold each patch (p samples, or p x p pixels) into channels before the stem and
     #                      back after the head, so every level runs at 1/p of the size (long waveforms)
@@ -64,9 +64,6 @@ class UNetConfig:
         require(self.context_dim >= 0, f"context_dim must be >= 0, got {self.context_dim}")
         require(self.pooled_dim >= 0, f"pooled_dim must be >= 0, got {self.pooled_dim}")
         require(self.cond_channels >= 0, f"cond_channels must be >= 0, got {self.cond_channels}")
-        require(not (self.cond_channels and (self.context_dim or self.num_classes)),
-                "a U-Net takes an image condition, class labels or text, one of them")
-        require(not (self.context_dim and self.num_classes), "a U-Net takes class labels or text, not both")
         require(self.groups >= 1 and self.num_heads >= 1, "groups and num_heads must be >= 1")
         require(self.patch_size >= 1, f"patch_size must be >= 1, got {self.patch_size}")
         require(self.embedding in EMBEDDINGS,
@@ -202,14 +199,19 @@ class UNet(ClassConditioned, nn.Module):
                              f"got {tuple(x.shape[2:])}")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
-        """Predict from ``x`` (B, C, *S) at noise input ``t`` (B,) with labels ``cond`` (B,), or with text
-        ``cond`` = {"tokens": (B, L, D), "mask": (B, L), "pooled": (B, D)}, or with an image
-        ``cond`` = {"image": (B, cond_channels, *S)} (SR3: the upsampled low-resolution input)."""
+        """Predict from ``x`` (B, C, *S) at noise input ``t`` (B,) with the named condition parts ``cond``
+        (any combination the network was built for): "label" (B,), "text" = {"tokens": (B, L, D),
+        "mask": (B, L), "pooled": (B, D)}, "lowres" (B, cond_channels, *S) (SR3: the upsampled
+        low-resolution input). Single-part forms (labels, a text dict, {"image": ...}) are accepted."""
         self._check_input(x)
+        cond = named_condition(cond)
         if self.config.cond_channels:
-            x, cond = torch.cat([x, self._condition_image(cond, x)], dim=1), None  # (B, C + C_cond, *S)
+            x = torch.cat([x, self._condition_image(cond, x)], dim=1)  # (B, C + C_cond, *S)
+        elif "lowres" in cond:
+            raise ValueError("an image condition was given but this U-Net has no image input (cond_channels=0)")
         emb = self.cond_embed(t, cond, x.shape[0])  # (B, 4 * base_channels)
-        context = (cond["tokens"], cond["mask"].bool()) if isinstance(cond, dict) else None
+        text = cond.get("text")
+        context = (text["tokens"], text["mask"].bool()) if text is not None and self.config.context_dim else None
         h = self.stem(fold_patches(x, self.config.patch_size))
         skips = [h]
         for block in self.down:
@@ -222,11 +224,11 @@ class UNet(ClassConditioned, nn.Module):
 
     def _condition_image(self, cond, x: torch.Tensor) -> torch.Tensor:
         c = self.config
-        image = cond.get("image") if isinstance(cond, dict) else None
+        image = cond.get("lowres")
         expected = (x.shape[0], c.cond_channels, *x.shape[2:])
         if image is None or tuple(image.shape) != expected:
             got = "no image" if image is None else f"shape {tuple(image.shape)}"
-            raise ValueError(f"this U-Net is image-conditioned: cond must be {{'image': {expected}}}, got {got}")
+            raise ValueError(f"this U-Net is image-conditioned: cond['lowres'] must be {expected}, got {got}")
         return image.to(x.dtype)
 
     def _run(self, block: nn.Module, h: torch.Tensor, emb: torch.Tensor, context) -> torch.Tensor:

@@ -17,7 +17,7 @@ from torch import nn
 
 from .blocks import zero_
 from .config import require
-from .embedding import EMBEDDINGS, ClassConditioned, Conditioning
+from .embedding import EMBEDDINGS, ClassConditioned, Conditioning, named_condition
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,16 @@ class WaveNet(ClassConditioned, nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
         if x.ndim != 3 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"WaveNet expects (B, {self.config.in_channels}, L) input, got shape {tuple(x.shape)}")
-        emb = self.cond_embed(t, cond, x.shape[0])  # (B, emb_dim)
+        emb = self.cond_embed(t, self._parts(cond), x.shape[0])  # (B, emb_dim)
         h, skips = self.inp(x), 0.0
         for layer in self.layers:
             h, skip = layer(h, emb)
             skips = skips + skip
         return self.head(skips / math.sqrt(len(self.layers)))
+
+    def _parts(self, cond) -> dict:
+        """Named condition parts; only a label is taken (image conditions need a U-Net)."""
+        parts = named_condition(cond)
+        if "lowres" in parts:
+            raise ValueError(f"{type(self).__name__} takes no image condition (use a U-Net)")
+        return parts

@@ -40,7 +40,7 @@ def check_method(method: str, operator: LinearOperator | None, sr_scale: int = 0
     if method not in METHODS:
         raise unknown_name("restoration method", method, METHODS)
     if (method == "sr3") != bool(sr_scale):
-        raise UnnoiseError("method 'sr3' needs a super-resolution run (model.super_resolution), and a "
+        raise UnnoiseError("method 'sr3' needs a super-resolution run (model.conditions: lowres), and a "
                            "super-resolution run only does 'sr3'")
     if method == "repaint" and not isinstance(operator, Mask):
         raise UnnoiseError("method 'repaint' only inpaints (a mask operator)")

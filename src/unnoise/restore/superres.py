@@ -5,18 +5,10 @@ measurement serves the zero-shot methods and the baselines."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import UnnoiseError
-from .operators import Downsample
-
-
-def upsample_bicubic(y: Tensor, scale: int) -> Tensor:
-    """(B, C, h, w) -> (B, C, scale h, scale w) by bicubic interpolation, clamped to the data range."""
-    if y.ndim != 4:
-        raise UnnoiseError(f"expected a (B, C, H, W) low-resolution batch, got shape {tuple(y.shape)}")
-    return F.interpolate(y, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
+from ..conditions.lowres import average_pool, upsample_bicubic  # noqa: F401 (re-exported)
 
 
 def sr_condition(low_res: Tensor, scale: int) -> dict[str, Tensor]:
@@ -26,7 +18,7 @@ def sr_condition(low_res: Tensor, scale: int) -> dict[str, Tensor]:
 
 def sr_training_condition(x0: Tensor, scale: int) -> dict[str, Tensor]:
     """The condition a training image x0 (B, C, H, W) is paired with: its own x`scale` downsampling."""
-    return sr_condition(Downsample(scale)(x0), scale)
+    return sr_condition(average_pool(x0, scale), scale)
 
 
 @torch.no_grad()

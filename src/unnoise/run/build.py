@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+from ..conditions import check_conditions, conditions_for
 from ..device import PRECISIONS
 from ..errors import UnnoiseError
 from ..nn import build_network
@@ -37,20 +38,13 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
         options.setdefault("in_dim", math.prod(shape))
         if outputs > 1:
             options.setdefault("out_dim", outputs * options["in_dim"])
-    if config.model.super_resolution:
-        if len(shape) != 3 or shape[-1] % config.model.super_resolution or shape[-2] % config.model.super_resolution:
-            raise UnnoiseError(f"model.super_resolution={config.model.super_resolution} needs images whose "
-                               f"size is divisible by it, got data of shape {tuple(shape)}")
-        options.setdefault("cond_channels", shape[0])
-    if config.model.class_conditional:
-        if num_classes == 0:
-            raise UnnoiseError(f"model.class_conditional: dataset {config.data.name!r} has no labels")
-        options.setdefault("num_classes", num_classes)
-    if config.model.text_conditional:
-        from ..nn.text_encoder import EMBED_DIM
-
-        options.setdefault("context_dim", EMBED_DIM * len(config.model.text_layers))
-        options.setdefault("pooled_dim", EMBED_DIM)
+    if "label" in config.model.conditions and num_classes == 0:
+        raise UnnoiseError(f"model.class_conditional (model.conditions: label): dataset {config.data.name!r} "
+                           f"has no labels")
+    resolved = dataclasses.replace(config, data_shape=tuple(shape), num_classes=num_classes,
+                                   class_names=tuple(class_names))
+    for key, value in conditions_for(resolved).network_options().items():
+        options.setdefault(key, value)
     model = dataclasses.replace(config.model, network_options=options)
     return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes,
                                data_levels=levels, class_names=tuple(class_names), sample_rate=int(sample_rate),
@@ -71,31 +65,13 @@ def check_options(config: RunConfig) -> None:
         raise UnnoiseError(f"{needs_chain[0]} needs model.process=ddpm (the discrete chain), got {m.process!r}")
     if m.learned_variance and m.prediction == "edm":
         raise UnnoiseError("model.learned_variance needs model.prediction eps, x0 or v, got 'edm'")
-    if m.text_conditional and (m.class_conditional or m.network != "unet"):
-        raise UnnoiseError("model.text_conditional needs model.network=unet and model.class_conditional=false")
-    if m.text_conditional:
-        from ..nn.text_encoder import check_layers
-
-        try:
-            check_layers(m.text_layers)
-        except UnnoiseError as exc:
-            raise UnnoiseError(f"model.text_layers: {exc}") from None
-    if m.super_resolution:
-        _check_super_resolution(config)
+    check_conditions(m)
     if not 0 <= t.cond_dropout < 1:
         raise UnnoiseError(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.vlb_weight < 0:
         raise UnnoiseError(f"train.vlb_weight must be >= 0, got {t.vlb_weight}")
     if t.vlb_weight > 0 and not m.learned_variance:
         raise UnnoiseError("train.vlb_weight > 0 (the hybrid loss) needs model.learned_variance=true")
-
-
-def _check_super_resolution(config: RunConfig) -> None:
-    m = config.model
-    if m.super_resolution not in (2, 4):
-        raise UnnoiseError(f"model.super_resolution must be 0 (off), 2 or 4, got {m.super_resolution!r}")
-    if m.network != "unet" or m.class_conditional or m.text_conditional:
-        raise UnnoiseError("model.super_resolution needs model.network=unet without class or text conditioning")
 
 
 def build_denoiser(config: RunConfig) -> Denoiser:
@@ -108,8 +84,8 @@ def build_denoiser(config: RunConfig) -> Denoiser:
 
 def require_unconditioned_input(config: RunConfig, run_dir: Path) -> None:
     """Sampling and evaluating from noise alone: not for a super-resolution run, which needs its input."""
-    if config.model.super_resolution:
-        raise UnnoiseError(f"{run_dir} is an x{config.model.super_resolution} super-resolution run and needs a "
+    if "lowres" in config.model.conditions:
+        raise UnnoiseError(f"{run_dir} is an x{config.model.lowres_factor} super-resolution run and needs a "
                            f"low-resolution image: use `unnoise restore {run_dir} --task sr --input IMG`")
 
 

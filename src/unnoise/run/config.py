@@ -27,14 +27,18 @@ class ModelConfig:
     process_options: dict = field(default_factory=dict)
     prediction: str = "eps"
     sigma_data: float = 0.5
-    class_conditional: bool = False
-    text_conditional: bool = False  # captioned data through the frozen text encoder (U-Net cross-attention)
+    # the run's conditions, any combination of: label (class labels), caption (captions through the frozen
+    # text encoder, U-Net cross-attention), lowres (SR3: the lowres_factor-fold average-pooled image,
+    # upsampled bicubically, as extra input channels; Saharia et al. 2021)
+    conditions: tuple = ()
     text_max_tokens: int = 24  # caption tokens kept (incl. [CLS] and [SEP]); longer captions are truncated
     # text encoder hidden states concatenated as cross-attention tokens: 0 = input word embeddings (keeps
     # words apart that the sentence encoder's last layer nearly merges, e.g. "left"/"right"), 6 = last
     text_layers: tuple = (0, 6)
-    super_resolution: int = 0  # 2 or 4: SR3, the network sees the x-fold average-pooled image, upsampled
-    #                            bicubically, as extra input channels (Saharia et al. 2021)
+    lowres_factor: int = 4  # lowres: the super-resolution factor, 2 or 4
+    # {"run": PATH, "mode": "copy" | "frozen"}: start from another run's EMA weights (every parameter whose
+    # name and shape match); frozen keeps the copied parameters fixed, training only the others
+    init_from: dict = field(default_factory=dict)
     learned_variance: bool = False  # the network also emits the reverse variance (discrete DDPM only)
 
 
@@ -120,17 +124,57 @@ def spec_of(config: RunConfig):
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 
 
+LEGACY_CONDITIONS = {"class_conditional": "label", "text_conditional": "caption"}
+
+
+def translate_legacy_conditions(model: dict, where: str) -> dict:
+    """Model fields of older configs (class_conditional, text_conditional: bool; super_resolution: 0, 2 or
+    4) as entries of model.conditions (and model.lowres_factor)."""
+    model = dict(model)
+    conditions = model.get("conditions", ())
+    conditions = [c.strip() for c in conditions.split(",") if c.strip()] if isinstance(conditions, str) \
+        else list(conditions)
+    for key, name in LEGACY_CONDITIONS.items():
+        value = model.pop(key, False)
+        if not isinstance(value, bool):
+            raise UnnoiseError(f"{where}.model.{key}: expected bool, got {value!r}")
+        if value and name not in conditions:
+            conditions.append(name)
+    factor = model.pop("super_resolution", 0)
+    if factor not in (0, 2, 4) or isinstance(factor, bool):
+        raise UnnoiseError(f"{where}.model.super_resolution must be 0 (off), 2 or 4, got {factor!r}")
+    if factor:
+        model["lowres_factor"] = factor
+        conditions += [] if "lowres" in conditions else ["lowres"]
+    if conditions or "conditions" in model:
+        model["conditions"] = conditions
+    return model
+
+
 def config_from_dict(d: dict, where: str = "config") -> RunConfig:
-    """Build a RunConfig from nested dicts, naming any unknown section or field."""
+    """Build a RunConfig from nested dicts, naming any unknown section or field (older condition flags are
+    translated into model.conditions)."""
     d = dict(d)
+    if isinstance(d.get("model"), dict):
+        d["model"] = translate_legacy_conditions(d["model"], where)
     unknown = [k for k in d if k not in SECTIONS and k not in RESOLVED]
     if unknown:
         raise UnnoiseError(f"{where}: unknown section {unknown[0]!r}; valid: {', '.join(SECTIONS)}")
+    for k in SECTIONS:
+        if not isinstance(d.get(k, {}), dict):
+            raise UnnoiseError(f"{where}: section {k!r} must be a mapping of field: value, got {d[k]!r:.60}")
     parts = {k: build_dataclass(cls, d.get(k, {}), f"{where}.{k}") for k, cls in SECTIONS.items()}
-    return RunConfig(**parts, data_shape=tuple(d.get("data_shape", ())), num_classes=int(d.get("num_classes", 0)),
-                     data_levels=int(d.get("data_levels", 0)), class_names=tuple(d.get("class_names", ())),
-                     sample_rate=int(d.get("sample_rate", 0)),
+    try:
+        config = RunConfig(**parts, data_shape=tuple(d.get("data_shape", ())),
+                           num_classes=int(d.get("num_classes", 0)), data_levels=int(d.get("data_levels", 0)),
+                           class_names=tuple(d.get("class_names", ())), sample_rate=int(d.get("sample_rate", 0)),
                            modality=str(d.get("modality", "")), data_dtype=str(d.get("data_dtype", "float32")))
+    except (TypeError, ValueError) as exc:
+        raise UnnoiseError(f"{where}: bad resolved field ({exc})") from None
+    from .validate import validate_config
+
+    validate_config(config, where)  # every field's type and range, before anything is written
+    return config
 
 
 def config_to_dict(config: RunConfig) -> dict:

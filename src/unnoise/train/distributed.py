@@ -41,12 +41,14 @@ class Distributed:
     def wrap(self, model: nn.Module) -> nn.Module:
         return model if self.world == 1 else nn.parallel.DistributedDataParallel(model)
 
+    def rows(self, n: int) -> slice:
+        """This rank's contiguous rows of a global batch of n."""
+        size = n // self.world
+        return slice(self.rank * size, (self.rank + 1) * size)
+
     def shard(self, x: torch.Tensor) -> torch.Tensor:
         """This rank's contiguous slice of a global batch (dimension 0)."""
-        if self.world == 1:
-            return x
-        size = len(x) // self.world
-        return x[self.rank * size:(self.rank + 1) * size]
+        return x if self.world == 1 else x[self.rows(len(x))]
 
     def check_batch(self, global_batch: int, accumulation: int) -> None:
         if global_batch % (self.world * accumulation):

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import torch
 
-from ..conditions.caption import CaptionBank, slice_condition
+from ..conditions import conditions_for, slice_condition
 from ..data import load_dataset
 from ..device import autocast, cpu
 from ..errors import UnnoiseError
 from ..grids import sample_training_t
-from ..guide import drop_conditions
 from ..losses import denoising_loss
 from ..param import Denoiser
-from ..restore.superres import sr_training_condition
 from ..run.build import build_denoiser, read_run_config, resolve_config
 from ..run.checkpoint import load_training_state, resume_checkpoint, load_weights, save_checkpoint, write_json
 from ..run.config import RunConfig, config_to_dict
@@ -46,8 +44,8 @@ def lr_factor(step: int, cfg) -> float:
 class Batches:
     """Endless shuffled mini-batches from in-memory tensors; its generator state is the data position."""
 
-    def __init__(self, dataset, batch_size: int, seed: int, labels: torch.Tensor | None = None):
-        self.x, self.labels = dataset.x, dataset.labels if labels is None else labels
+    def __init__(self, dataset, batch_size: int, seed: int):
+        self.x, self.labels = dataset.x, dataset.labels
         self.batch_size = min(batch_size, len(self.x))
         self.generator = torch.Generator().manual_seed(seed)
         self.order, self.position = torch.empty(0, dtype=torch.long), 0
@@ -58,7 +56,7 @@ class Batches:
         index = self.order[self.position:self.position + self.batch_size]
         self.position += self.batch_size
         labels = None if self.labels is None else self.labels[index]
-        return self.x[index], labels
+        return {"x": self.x[index], "index": index, "label": labels}
 
 
 class Trainer:
@@ -90,11 +88,8 @@ class Trainer:
         self.train_denoiser = Denoiser(self.train_net, d.process, d.prediction, d.sigma_data, d.learned_variance)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.tc.lr, weight_decay=self.tc.weight_decay)
         self.ema = EMA(self.model, self.tc.ema_decay)
-        m = self.config.model
-        self.captions = (CaptionBank(getattr(dataset, "captions", None), m.text_max_tokens, m.text_layers)
-                         if m.text_conditional else None)
-        self.batches = Batches(dataset, self.tc.batch_size, self.tc.seed,
-                               labels=self.captions.ids if self.captions else None)
+        self.conditions = conditions_for(self.config, dataset)
+        self.batches = Batches(dataset, self.tc.batch_size, self.tc.seed)
         self.noise_gen = torch.Generator().manual_seed(self.tc.seed + 1)
         self.timesteps = (LossAwareTimesteps(self.denoiser.process.steps) if self.tc.density == "importance"
                           else None)
@@ -161,19 +156,15 @@ class Trainer:
         """One optimizer step on the global batch: drawn identically on every rank, each rank trains on
         its slice, in `grad_accum` micro-batches whose gradients add up to the full slice's."""
         tc, dist = self.tc, self.dist
-        x0, labels = self.batches.next()
+        batch = self.batches.next()
+        x0 = batch["x"]
         t, weights = self._draw_t(len(x0))
         noise = torch.randn(x0.shape, generator=self.noise_gen)
         global_t = t
+        # the same draws on every rank: conditions dropped before sharding
+        cond = self.conditions.dropout(self.conditions.from_batch(batch), tc.cond_dropout, self.noise_gen)
         x0, t, noise = dist.shard(x0), dist.shard(t), dist.shard(noise)
-        cond = None
-        if self.config.model.class_conditional:  # the same draws on every rank: dropped before sharding
-            cond = dist.shard(drop_conditions(labels, tc.cond_dropout, self.config.num_classes, self.noise_gen))
-        elif self.captions is not None:  # labels are caption ids
-            ids = drop_conditions(labels, tc.cond_dropout, self.captions.null_id, self.noise_gen)
-            cond = self.captions.lookup(dist.shard(ids))
-        elif self.config.model.super_resolution:  # SR3: each image with its own low-resolution version
-            cond = sr_training_condition(x0, self.config.model.super_resolution)
+        cond = slice_condition(cond, dist.rows(len(global_t)))
         weights = None if weights is None else dist.shard(weights)
         self.optimizer.zero_grad(set_to_none=True)
         weighted, per_sample = self._accumulate(x0, t, noise, cond, weights)
@@ -231,16 +222,9 @@ class Trainer:
         return path
 
     def _preview_condition(self, n: int):
-        """Conditions of the sample grids: classes 0..K-1 in turn, or the first n images' captions (or
-        low-resolution versions, for super-resolution)."""
-        if self.config.model.class_conditional:
-            return torch.arange(n) % self.config.num_classes
-        if self.captions is not None:
-            return self.captions.lookup(self.captions.ids[torch.arange(n) % len(self.captions.ids)])
-        if self.config.model.super_resolution:
-            return sr_training_condition(self.batches.x[torch.arange(n) % len(self.batches.x)],
-                                         self.config.model.super_resolution)
-        return None
+        """Conditions of the sample grids: classes 0..K-1 in turn, the first n images' captions, their
+        low-resolution versions."""
+        return self.conditions.preview(n, x=self.batches.x[torch.arange(n) % len(self.batches.x)])
 
     def ema_denoiser(self) -> Denoiser:
         d = self.denoiser
