@@ -6,6 +6,8 @@ and predicts one of:
   x0     the clean data                  x0 = out
   v      v = alpha eps - s x0            x0 = (alpha x_p - s v) / (alpha^2 + s^2)   (Salimans & Ho 2022)
   score  sigma * score = -eps (NCSN)     x0 = x + sigma * out                        (Song & Ermon 2019)
+  velocity  u = eps - x0, the flow velocity dx_t/dt of the linear path (1 - t) x0 + t eps
+                                         x0 = (x_p - s u) / (alpha + s)     (Liu et al. 2023; Lipman et al. 2023)
   edm    F with D = c_skip x + c_out F(c_in x, c_noise)                              (Eq. 7, Karras et al. 2022)
 Each also gives the training target in its own output space, and the factor that converts an
 error in that space to an error in x0 (used by the loss weightings).
@@ -19,7 +21,7 @@ from torch import Tensor, nn
 from .errors import unknown_name
 from .process import Process
 
-PREDICTIONS = ("eps", "x0", "v", "score", "edm")
+PREDICTIONS = ("eps", "x0", "v", "score", "edm", "velocity")
 
 
 def _expand(c: Tensor, like: Tensor) -> Tensor:
@@ -91,6 +93,8 @@ class Denoiser(nn.Module):
         x_p = x * _expand(alpha, x)
         if self.prediction == "eps":
             return (x_p - _expand(s, x) * out) / _expand(alpha, x)
+        if self.prediction == "velocity":
+            return (x_p - _expand(s, x) * out) / _expand(alpha + s, x)
         return (_expand(alpha, x) * x_p - _expand(s, x) * out) / _expand(alpha**2 + s**2, x)  # v
 
     def target(self, x0: Tensor, noise: Tensor, alpha: Tensor, s: Tensor) -> Tensor:
@@ -103,6 +107,8 @@ class Denoiser(nn.Module):
             return -noise
         if self.prediction == "v":
             return _expand(alpha, x0) * noise - _expand(s, x0) * x0
+        if self.prediction == "velocity":
+            return noise - x0
         sigma = s / alpha
         c_skip, c_out, _, _ = self.edm_coefficients(sigma)
         x = x0 + _expand(sigma, x0) * noise
@@ -144,6 +150,9 @@ def x0_error_scales(prediction: str, alpha: Tensor, s: Tensor, sigma_data: float
         return torch.ones_like(a2), a2 / s2
     if prediction == "v":
         norm2 = (a2 + s2) ** 2
+        return s2 / norm2, a2 / norm2
+    if prediction == "velocity":  # k = s / (alpha + s)
+        norm2 = (alpha + s) ** 2
         return s2 / norm2, a2 / norm2
     sd2 = sigma_data**2  # edm: k = c_out
     return s2 * sd2 / (s2 + a2 * sd2), a2 * sd2 / (s2 + a2 * sd2)

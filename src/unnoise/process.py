@@ -28,7 +28,7 @@ def _f64(t) -> Tensor:
 
 
 class Process:
-    """Common interface. `kind` is "vp" (alpha^2 + s^2 = 1) or "ve" (alpha = 1)."""
+    """Common interface. `kind` is "vp" (alpha^2 + s^2 = 1), "ve" (alpha = 1) or "flow" (alpha + s = 1)."""
 
     kind: str = "vp"
     name: str = ""
@@ -341,11 +341,61 @@ class EDM(_ConfiguredRange):
 
 
 
+@dataclass(frozen=True)
+class FlowConfig:
+    t_min: float = 1e-3
+    t_max: float = 0.999
+
+
+class FlowMatching(Process):
+    """Rectified flow / conditional flow matching with the linear path x_t = (1 - t) x0 + t eps,
+    t in [0, 1] (Liu et al. 2023, Eq. 1; Lipman et al. 2023, Sec. 4.1 with sigma_min = 0): alpha = 1 - t,
+    s = t, so sigma = t / (1 - t) and t = sigma / (1 + sigma). Its velocity dx_t/dt = eps - x0 is the
+    "velocity" prediction of `param.Denoiser`. t_max < 1 keeps the sampler's starting sigma finite."""
+
+    kind = "flow"
+    name = "flow"
+
+    def __init__(self, config: FlowConfig = FlowConfig()):
+        from .errors import UnnoiseError
+
+        if not 0 < config.t_min < config.t_max < 1:
+            raise UnnoiseError(f"process flow: need 0 < t_min < t_max < 1, got t_min={config.t_min}, "
+                               f"t_max={config.t_max}")
+        self.cfg = config
+
+    def alpha_s(self, t) -> tuple[Tensor, Tensor]:
+        t = _f64(t)
+        return 1 - t, t
+
+    def sigma(self, t) -> Tensor:
+        t = _f64(t)
+        return t / (1 - t)
+
+    def t_of_sigma(self, sigma) -> Tensor:
+        sigma = _f64(sigma)
+        return torch.where(torch.isinf(sigma), torch.ones_like(sigma), sigma / (1 + sigma))
+
+    def coefficients(self, sigma) -> tuple[Tensor, Tensor]:
+        """(alpha, s) = (1 - t, t) with t = sigma / (1 + sigma); finite at sigma = inf (t = 1)."""
+        alpha = 1 / (1 + _f64(sigma))
+        return alpha, 1 - alpha
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigma(self.cfg.t_min))
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigma(self.cfg.t_max))
+
+
 PROCESSES = {
     "ddpm": (DiscreteConfig, DiscreteDDPM),
     "vp": (VPConfig, ContinuousVP),
     "ve": (VEConfig, VarianceExploding),
     "edm": (EDMConfig, EDM),
+    "flow": (FlowConfig, FlowMatching),
 }
 
 

@@ -7,7 +7,7 @@ from unnoise.losses import denoising_loss, loss_weight
 from unnoise.param import PREDICTIONS, Denoiser, x0_error_scales
 from unnoise.process import make_process
 
-PROCESSES = ["ddpm", "vp", "ve", "edm"]
+PROCESSES = ["ddpm", "vp", "ve", "edm", "flow"]
 
 
 class Oracle(torch.nn.Module):
@@ -122,7 +122,7 @@ def test_edm_weighting_makes_edm_loss_unweighted():
 
 
 def test_unknown_prediction_and_weighting():
-    with pytest.raises(UnnoiseError, match="valid: edm, eps, score, v, x0"):
+    with pytest.raises(UnnoiseError, match="valid: edm, eps, score, v, velocity, x0"):
         Denoiser(Oracle(), make_process("ddpm"), "noise")
     D = Denoiser(Oracle(), make_process("ddpm"), "eps")
     with pytest.raises(UnnoiseError, match="loss weighting"):

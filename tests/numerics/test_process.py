@@ -69,7 +69,7 @@ def test_posterior_equals_bayes(t):
     torch.testing.assert_close(var, bayes_var.expand(1), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["ddpm", "vp", "ve", "edm"])
+@pytest.mark.parametrize("name", ["ddpm", "vp", "ve", "edm", "flow"])
 def test_t_sigma_round_trip_and_coefficients(name):
     p = make_process(name)
     sigma = torch.logspace(math.log10(p.sigma_min), math.log10(p.sigma_max), 37, dtype=torch.float64)
@@ -79,6 +79,8 @@ def test_t_sigma_round_trip_and_coefficients(name):
     torch.testing.assert_close(s / alpha, sigma, rtol=1e-9, atol=0)
     if p.kind == "vp":
         torch.testing.assert_close(alpha**2 + s**2, torch.ones_like(alpha))
+    elif p.kind == "flow":
+        torch.testing.assert_close(alpha + s, torch.ones_like(alpha), rtol=0, atol=4 * torch.finfo(alpha.dtype).eps)
     else:
         assert torch.all(alpha == 1)
     a2, s2 = p.coefficients(sigma)
@@ -133,7 +135,7 @@ def test_karras_and_log_snr_grids():
 def test_unknown_schedule_lists_valid():
     with pytest.raises(UnnoiseError, match="valid: cosine, linear, sigmoid"):
         make_process("ddpm", schedule="quadratic")
-    with pytest.raises(UnnoiseError, match="valid: ddpm, edm, ve, vp"):
+    with pytest.raises(UnnoiseError, match="valid: ddpm, edm, flow, ve, vp"):
         make_process("rectified")
     with pytest.raises(UnnoiseError, match="unknown field 'beta_max'"):
         make_process("ddpm", beta_max=0.02)
