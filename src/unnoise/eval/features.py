@@ -21,18 +21,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnnoiseError, unknown_name
+from .extractor import Extractor  # re-exported: extractors are built and registered through this module
 
 DIGITS_VERSION = 1
 SHAPES_VERSION = 1
-
-
-@dataclass
-class Extractor:
-    name: str
-    features: Callable[[Tensor], Tensor]  # (N, *shape) in [-1, 1] -> (N, D)
-    logits: Callable[[Tensor], Tensor] | None  # (N, *shape) -> (N, classes), or None
-    weights_sha256: str | None
-    info: dict
 
 
 class DigitsClassifier(nn.Module):
@@ -177,7 +169,7 @@ def extractor_for(name: str) -> Extractor:
 
 
 def _inception_from_env() -> Extractor:
-    from .inception import inception_from_env  # on use: inception.py imports this module
+    from .inception import inception_from_env  # on use: the Inception weights are large and optional
 
     return inception_from_env()
 

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..device import cpu
 from ..errors import UnnoiseError
 from ..run.checkpoint import file_sha256
-from .features import Extractor
+from .extractor import Extractor
 
 ENV_VAR = "UNNOISE_INCEPTION_WEIGHTS"
 FEATURES = 2048
@@ -211,7 +212,7 @@ def _read_state_dict(path: Path) -> dict:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
             return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=cpu(), weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's weights_only refusal of anything but tensors and containers
         raise UnnoiseError(f"{path}: not a plain tensor state dict; refused by torch.load(weights_only=True), "
                            f"never unpickled: {_reason(exc)}") from None
