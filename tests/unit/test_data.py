@@ -10,7 +10,8 @@ import torch
 
 from unnoise.data import DATASETS, ArrayDataset, load_dataset
 from unnoise.errors import UnnoiseError
-from unnoise.io.image import grid_array, save_gif, save_grid, scatter_png, to_uint8
+from unnoise.io.image import grid_array, save_gif, save_grid, to_uint8
+from unnoise.io.points import save_scatter
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -240,7 +241,7 @@ def test_save_gif_frames(tmp_path):
 def test_scatter_png(tmp_path):
     points = load_dataset("toy2d", kind="ring", n=300)
     points.x[0] = float("nan")
-    path = scatter_png(points.x, tmp_path / "scatter.png", size=128, labels=points.labels)
+    path = save_scatter(points.x, tmp_path / "scatter.png", size=128, labels=points.labels)
     with Image.open(path) as picture:
         assert picture.size == (128, 128)
         assert len(picture.getcolors(maxcolors=4096)) > 3

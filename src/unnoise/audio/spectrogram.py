@@ -1,13 +1,10 @@
-"""Spectrograms: STFT magnitudes, log-mel features, and PNG pictures of clips.
+"""Spectrograms: STFT magnitudes, log-mel features, and the pixels of a clip's spectrogram picture.
 
 The mel scale is the HTK one, m = 2595 log10(1 + f / 700); the filterbank is triangles between
 adjacent mel-spaced centres. Pictures put low frequencies at the bottom, time to the right, and map
-decibels (top 80 dB) through a dark-to-bright colour ramp.
+decibels (top 80 dB) through a dark-to-bright colour ramp. Files are written by `unnoise.io.audio`.
 """
 from __future__ import annotations
-
-import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,29 +65,3 @@ def spectrogram_image(audio: torch.Tensor, n_fft: int = 256, hop: int | None = N
     low = np.floor(position).astype(int).clip(0, len(_RAMP) - 2)
     frac = (position - low)[..., None]
     return np.round(_RAMP[low] * (1 - frac) + _RAMP[low + 1] * frac).astype(np.uint8)
-
-
-def save_spectrogram(audio: torch.Tensor, path: str | Path, n_fft: int = 256, scale: int = 2) -> Path:
-    """Write one clip's spectrogram as a PNG (each STFT cell `scale` pixels wide and tall)."""
-    return save_spectrogram_grid(torch.as_tensor(audio).reshape(1, -1, audio.shape[-1]), path, n_fft, scale)
-
-
-def save_spectrogram_grid(batch: torch.Tensor, path: str | Path, n_fft: int = 256, scale: int = 2,
-                          columns: int | None = None) -> Path:
-    """Spectrograms of a batch (N, C, L) or (N, L) tiled in a grid with 2-pixel white gaps; returns the path."""
-    from unnoise.io.image import _pillow_image, _prepare_path
-
-    batch = torch.as_tensor(batch).detach().cpu().float()
-    batch = batch[:, None] if batch.ndim == 2 else batch
-    pictures = [spectrogram_image(clip, n_fft) for clip in batch]
-    columns = columns or max(1, math.ceil(math.sqrt(len(pictures))))
-    rows = math.ceil(len(pictures) / columns)
-    height, width = pictures[0].shape[0] * scale, pictures[0].shape[1] * scale
-    gap = 2
-    canvas = np.full((rows * (height + gap) + gap, columns * (width + gap) + gap, 3), 255, dtype=np.uint8)
-    for i, picture in enumerate(pictures):
-        top, left = gap + (i // columns) * (height + gap), gap + (i % columns) * (width + gap)
-        canvas[top:top + height, left:left + width] = picture.repeat(scale, 0).repeat(scale, 1)
-    path = _prepare_path(path)
-    _pillow_image().fromarray(canvas).save(path, format="PNG")
-    return path
