@@ -56,6 +56,11 @@ TRAJECTORY_WRITERS = {
 }
 
 
+def preview_suffix(spec) -> str:
+    """The suffix of a run's preview file (training sample grids): .txt for tokens, .png otherwise."""
+    return ".txt" if as_spec(spec).modality == "tokens" else ".png"
+
+
 def as_spec(spec) -> DataSpec:
     """A DataSpec, or the `.spec` of what is passed (a RunConfig, a dataset)."""
     spec = getattr(spec, "spec", spec)
@@ -114,4 +119,4 @@ def write_trajectory(frames: Sequence[torch.Tensor], spec, path: str | Path, **o
 
 
 __all__ = ["SAMPLE_FORMATS", "TRAJECTORY_FORMATS", "as_spec", "check_samples_path", "check_trajectory_path",
-           "write_samples", "write_trajectory"]
+           "preview_suffix", "write_samples", "write_trajectory"]
