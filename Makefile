@@ -1,11 +1,12 @@
 # `make demo`: create .venv, install, train on built-in digits and sample.  `make test`: run the test suite.
+# `make test-numerics-isa`: the exact-answer tests again with the kernels other x86-64 CPUs get (CI runs both).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-numerics-isa bench clean
 
 # torch first, pinned to the local CPU build; every later install is constrained to it so no
 # resolver ever pulls the CUDA build.
@@ -20,6 +21,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# oneDNN limited to AVX2 (no AVX-512 / AMX kernels), then ATen's scalar kernels without vector units: the
+# tolerances must hold on whatever CPU the suite runs on, not only on the one it was written on.
+test-numerics-isa: $(STAMP)
+	ONEDNN_MAX_CPU_ISA=AVX2 $(PY) -m pytest -q tests/numerics
+	ATEN_CPU_CAPABILITY=default $(PY) -m pytest -q tests/numerics
 
 bench: $(STAMP)
 	$(PY) benchmarks/demo_quality.py --json
