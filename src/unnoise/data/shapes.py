@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from unnoise.data.base import ArrayDataset, choice, positive_int
+from unnoise.device import cpu
 from unnoise.errors import UnnoiseError
 
 SHAPES = ("circle", "square", "triangle", "cross")
@@ -356,7 +357,7 @@ def _analyze_batch(images: torch.Tensor) -> list[list[dict]]:
 def analyze_shapes(images, batch: int = 1024) -> list[list[dict]]:
     """Read square (N, 3, H, H) images in [-1, 1] back into scenes: per image a list of object dicts
     (shape, colour, position, size) in reading order. Deterministic; no learned model."""
-    images = torch.as_tensor(images).detach().to("cpu", torch.float32)
+    images = torch.as_tensor(images).detach().to(cpu(), torch.float32)
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] != images.shape[3]:
