@@ -36,7 +36,7 @@ N_MELS = 32
 def ensure_run(given: Path | None, runs_dir: Path, steps: int | None) -> tuple[Path, float | None]:
     """The run to evaluate and its training seconds (None when it was trained earlier)."""
     from unnoise.run.config import config_from_dict
-    from unnoise.train.loop import train
+    from unnoise.run.training import train_run as train
     from unnoise.run.presets import preset
 
     if given is not None:

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from unnoise.run.build import load_run
     from unnoise.pipeline import sample_run
     from unnoise.run.config import apply_overrides, config_from_dict
-    from unnoise.train.loop import train
+    from unnoise.run.training import train_run as train
     from unnoise.run.presets import preset
 
     train_seconds = None

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from unnoise.eval.nll import evaluate_nll, evaluation_data, vlb_estimate
     from unnoise.run.build import load_run
-    from unnoise.train.loop import train
+    from unnoise.run.training import train_run as train
 
     result = {"steps": args.steps, "train_seconds_by_model": {}}
     for name, extra in (("hybrid", HYBRID), ("simple", {})):

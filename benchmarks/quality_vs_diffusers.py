@@ -49,7 +49,7 @@ DIFFUSERS_WIDTHS = (64, 128)  # 2.79M parameters with one block per level, vs ou
 def train_ours(steps: int, batch: int, run_dir: Path) -> dict:
     """Our run in run_dir, trained there unless a finished run with the same steps and batch is present."""
     from unnoise.run.config import apply_overrides, config_from_dict
-    from unnoise.train.loop import train
+    from unnoise.run.training import train_run as train
     from unnoise.run.presets import preset
 
     reused = _reused_record(run_dir, steps, batch, run_dir / "checkpoint" / "ema.safetensors")

@@ -54,7 +54,7 @@ RUN_PRESETS = {"digits": ("digits", ["data.options.split=train"]), "digits_sr": 
 def ensure_run(key: str, given: Path | None, runs_dir: Path, train_seconds: dict) -> Path:
     """The run given, or the preset's run in runs_dir (trained there first if it has no checkpoint)."""
     from unnoise.run.config import apply_overrides, config_from_dict
-    from unnoise.train.loop import train
+    from unnoise.run.training import train_run as train
     from unnoise.run.presets import preset
 
     if given is not None:

@@ -37,7 +37,7 @@ ATTRIBUTES = ("shape", "colour", "position")
 
 def train_preset(name: str, overrides: list[str]) -> tuple[Path, float]:
     from unnoise.run.config import apply_overrides, config_from_dict
-    from unnoise.train.loop import train
+    from unnoise.run.training import train_run as train
     from unnoise.run.presets import preset
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"unnoise-{name}-"))

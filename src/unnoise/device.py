@@ -82,6 +82,17 @@ def autocast(device: torch.device | str, precision: str = "fp32"):
     return torch.autocast(device.type, dtype=_AUTOCAST_DTYPES[precision])
 
 
+def to_device(tree, device: torch.device | str):
+    """Tensors of a (nested) dict / list / tuple moved to `device`; anything else kept as is."""
+    if isinstance(tree, torch.Tensor):
+        return tree.to(device)
+    if isinstance(tree, dict):
+        return {key: to_device(value, device) for key, value in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(to_device(value, device) for value in tree)
+    return tree
+
+
 def synchronize(device: torch.device | str) -> None:
     """Wait for queued work on `device` (timing); a no-op on the CPU."""
     if is_cuda(device):

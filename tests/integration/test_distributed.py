@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from unnoise.cli.main import main
 from unnoise.run.config import apply_overrides, config_from_dict
-from unnoise.train.loop import Trainer
+from unnoise.run.training import build_trainer as Trainer
 from unnoise.run.presets import preset
 
 SETTINGS = ["model.network_options.hidden=32", "model.network_options.depth=2", "data.options.n=256",
@@ -23,12 +23,10 @@ def toy_config(*extra: str):
     return config_from_dict(apply_overrides(preset("toy2d"), [*SETTINGS, *extra]))
 
 
-def gradients(trainer: Trainer) -> dict:
-    x0, labels = trainer.batches.next()
-    t, _ = trainer._draw_t(len(x0))
-    noise = torch.randn(x0.shape, generator=trainer.noise_gen)
+def gradients(trainer) -> dict:
+    rows = trainer.local_rows(trainer.draw())
     trainer.optimizer.zero_grad(set_to_none=True)
-    trainer._accumulate(x0, t, noise, None, None)
+    trainer._accumulate(rows)
     return {name: p.grad.clone() for name, p in trainer.model.named_parameters()}
 
 

@@ -6,7 +6,8 @@ import torch
 
 from unnoise.errors import UnnoiseError
 from unnoise.run.build import load_run
-from unnoise.train import loop
+from unnoise.objectives import denoising
+from unnoise.run.training import train_run
 from unnoise.run.config import apply_overrides, config_from_dict
 from unnoise.train.ema import EMA
 from unnoise.run.presets import preset
@@ -27,17 +28,17 @@ def _weights(run):
 
 def test_resume_is_bit_identical(tmp_path):
     straight = tmp_path / "straight"
-    loop.train(tiny_config(steps=12, checkpoint_every=0), straight)
+    train_run(tiny_config(steps=12, checkpoint_every=0), straight)
     split = tmp_path / "split"
-    loop.train(tiny_config(steps=12, checkpoint_every=5), split, steps=7)  # stops at 7 (last checkpoint 5 & 7)
-    loop.train(None, split, resume=True, steps=12)
+    train_run(tiny_config(steps=12, checkpoint_every=5), split, steps=7)  # stops at 7 (last checkpoint 5 & 7)
+    train_run(None, split, resume=True, steps=12)
     a, b = _weights(straight), _weights(split)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "nan"
-    real = loop.denoising_loss
+    real = denoising.denoising_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -45,9 +46,9 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, monkeypatch):
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 8 else loss
 
-    monkeypatch.setattr(loop, "denoising_loss", poisoned)
+    monkeypatch.setattr(denoising, "denoising_loss", poisoned)
     with pytest.raises(UnnoiseError, match=r"at step 8 .*last good checkpoint: .*checkpoint \(step 5\)"):
-        loop.train(tiny_config(steps=20, checkpoint_every=5), run)
+        train_run(tiny_config(steps=20, checkpoint_every=5), run)
     denoiser, _ = load_run(run)
     assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 5
     assert all(torch.isfinite(p).all() for p in denoiser.parameters())
@@ -63,23 +64,23 @@ def test_inf_gradient_stops_before_the_update(tmp_path, monkeypatch):
         def backward(ctx, grad):
             return grad * float("inf")
 
-    real, calls = loop.denoising_loss, {"n": 0}
+    real, calls = denoising.denoising_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return InfiniteGradient.apply(loss) if calls["n"] == 4 else loss
 
-    monkeypatch.setattr(loop, "denoising_loss", poisoned)
+    monkeypatch.setattr(denoising, "denoising_loss", poisoned)
     with pytest.raises(UnnoiseError, match=r"gradient norm is (inf|nan) at step 4 .*checkpoint \(step 3\)"):
-        loop.train(tiny_config(steps=10, checkpoint_every=3), tmp_path / "inf")
+        train_run(tiny_config(steps=10, checkpoint_every=3), tmp_path / "inf")
     denoiser, _ = load_run(tmp_path / "inf")
     assert all(torch.isfinite(p).all() for p in denoiser.parameters())
 
 
 def test_tampered_checkpoint_is_refused(tmp_path):
     run = tmp_path / "run"
-    loop.train(tiny_config(steps=2, checkpoint_every=0), run)
+    train_run(tiny_config(steps=2, checkpoint_every=0), run)
     weights = run / "checkpoint" / "ema.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0x01  # one bit of one weight: the header still parses
@@ -90,7 +91,7 @@ def test_tampered_checkpoint_is_refused(tmp_path):
 
 def test_pickle_disguised_as_checkpoint_is_refused(tmp_path):
     run = tmp_path / "run"
-    loop.train(tiny_config(steps=2, checkpoint_every=0), run)
+    train_run(tiny_config(steps=2, checkpoint_every=0), run)
     fake = run / "checkpoint" / "ema.safetensors"
     torch.save({"weights": torch.ones(3)}, fake)  # a pickle
     with pytest.raises(UnnoiseError, match="do not match the checksum"):
@@ -157,7 +158,7 @@ def test_tensorboard_without_the_package_is_a_one_line_error(tmp_path, capsys):
 
 def test_checkpoint_from_before_markers_still_loads(tmp_path, caplog):
     run = tmp_path / "run"
-    loop.train(tiny_config(steps=2, checkpoint_every=0), run)
+    train_run(tiny_config(steps=2, checkpoint_every=0), run)
     (run / "checkpoint" / "COMPLETE").unlink()  # the layout an older version wrote
     denoiser, _ = load_run(run)
     assert all(torch.isfinite(p).all() for p in denoiser.parameters())

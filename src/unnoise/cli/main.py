@@ -147,7 +147,7 @@ def run_config_from_args(args):
 
 
 def cmd_train(args) -> None:
-    from ..train.loop import train
+    from ..run.training import train_run as train
 
     config = None if args.resume else run_config_from_args(args)
     result = train(config, Path(args.out), resume=args.resume, steps=args.steps if args.resume else None)
@@ -210,7 +210,7 @@ def cmd_data(args) -> int:
 def cmd_demo(args) -> None:
     from .sample import sample_to_files
     from ..run.config import config_from_dict
-    from ..train.loop import train
+    from ..run.training import train_run as train
     from ..run.presets import preset
 
     d = preset("digits")

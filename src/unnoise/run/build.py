@@ -66,12 +66,27 @@ def check_options(config: RunConfig) -> None:
     if m.learned_variance and m.prediction == "edm":
         raise UnnoiseError("model.learned_variance needs model.prediction eps, x0 or v, got 'edm'")
     check_conditions(m)
+    check_init_from(m.init_from)
     if not 0 <= t.cond_dropout < 1:
         raise UnnoiseError(f"train.cond_dropout must be in [0, 1), got {t.cond_dropout}")
     if t.vlb_weight < 0:
         raise UnnoiseError(f"train.vlb_weight must be >= 0, got {t.vlb_weight}")
     if t.vlb_weight > 0 and not m.learned_variance:
         raise UnnoiseError("train.vlb_weight > 0 (the hybrid loss) needs model.learned_variance=true")
+
+
+INIT_MODES = ("copy", "frozen")
+
+
+def check_init_from(init: dict) -> None:
+    """One-line errors for model.init_from: {"run": PATH, "mode": "copy" | "frozen"}."""
+    if not init:
+        return
+    unknown = sorted(set(init) - {"run", "mode"})
+    if unknown or "run" not in init:
+        raise UnnoiseError(f"model.init_from: expected {{run: PATH, mode: copy|frozen}}, got {init!r}")
+    if init.get("mode", "copy") not in INIT_MODES:
+        raise UnnoiseError(f"model.init_from.mode: unknown {init['mode']!r}; valid: {', '.join(INIT_MODES)}")
 
 
 def build_denoiser(config: RunConfig) -> Denoiser:

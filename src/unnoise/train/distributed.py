@@ -9,12 +9,13 @@ checkpoint therefore holds one set of generator states, written by rank 0, and r
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..device import cpu, distributed_backend, is_cuda
 from ..errors import UnnoiseError
 
 
@@ -22,24 +23,32 @@ from ..errors import UnnoiseError
 class Distributed:
     rank: int = 0
     world: int = 1
+    device: torch.device = field(default_factory=cpu)  # this rank's device
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "Distributed":
-        """Join the process group torchrun describes (gloo on CPU, nccl on CUDA); a single process otherwise."""
+    def from_env(cls, device: torch.device | None = None) -> "Distributed":
+        """Join the process group torchrun describes, each rank on its local device (CUDA device
+        LOCAL_RANK when `device` is CUDA; nccl there, gloo on CPU); a single process on `device` otherwise."""
+        device = cpu() if device is None else torch.device(device)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
-            return cls()
+            return cls(device=device)
+        if is_cuda(device):
+            device = torch.device(device.type, int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
         if not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() else "gloo"
-            dist.init_process_group(backend)
-        return cls(dist.get_rank(), dist.get_world_size())
+            dist.init_process_group(distributed_backend(device))
+        return cls(dist.get_rank(), dist.get_world_size(), device)
 
     def wrap(self, model: nn.Module) -> nn.Module:
-        return model if self.world == 1 else nn.parallel.DistributedDataParallel(model)
+        if self.world == 1:
+            return model
+        ids = [self.device.index] if is_cuda(self.device) else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def rows(self, n: int) -> slice:
         """This rank's contiguous rows of a global batch of n."""

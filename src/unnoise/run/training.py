@@ -1,0 +1,125 @@
+"""Training a run: read or take its config, build the parts (data, conditions, denoiser, objective) and
+hand them to the generic trainer (train/loop.py), under the run directory's writer lock.
+
+    train_run(config, run_dir, resume=False, steps=None, preview=None, device=None) -> summary dict
+
+`preview(denoiser, step)` is called on rank 0 every train.sample_every steps with the EMA denoiser;
+the default writes a sample grid to run_dir/samples/step_N.png; pass `preview=False` for none.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..conditions import conditions_for
+from ..data import load_dataset
+from ..device import cpu, is_cuda, resolve_device
+from ..errors import UnnoiseError
+from ..objectives import DenoisingObjective
+from ..train.distributed import Distributed
+from ..train.loop import Batches, Trainer
+from .build import INIT_MODES, build_denoiser, check_init_from, read_run_config, resolve_config
+from .checkpoint import read_checkpoint_tensors
+from .config import RunConfig, config_to_dict
+
+log = logging.getLogger("unnoise.train")
+
+
+def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None,
+                  preview=None, device: str | torch.device | None = None) -> Trainer:
+    """The Trainer of a run (restored from its last checkpoint with `resume`; config then read from
+    run_dir, `steps` may extend it); `device` overrides train.device."""
+    run_dir = Path(run_dir)
+    if resume:
+        config = read_run_config(run_dir)
+    if steps is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
+    tc = config.train
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    torch.manual_seed(tc.seed)
+    dataset = load_dataset(config.data.name, **config.data.options)
+    config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0),
+                            dataset.class_names if dataset.labels is not None else (),
+                            getattr(dataset, "sample_rate", 0), dataset.spec.modality, dataset.spec.dtype)
+    dist = Distributed.from_env(resolve_device(device if device is not None else tc.device))
+    denoiser = build_denoiser(config)
+    init_from(denoiser.net, config.model.init_from)
+    conditions = conditions_for(config, dataset)
+    objective = DenoisingObjective(denoiser, conditions, tc, config.data_levels)
+    if dist.main:
+        log.info("data: %s; device: %s", dataset.describe(), dist.device)
+    if preview is None:
+        preview = sample_grid_preview(config, run_dir, conditions, dataset)
+    trainer = Trainer(objective, Batches(dataset, tc.batch_size, tc.seed), tc, run_dir,
+                      config=config_to_dict(config), device=dist.device, dist=dist, preview=preview or None)
+    if resume:
+        trainer.restore()
+    return trainer
+
+
+def train_run(config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None,
+              preview=None, device: str | torch.device | None = None) -> dict:
+    """Train a run to completion (see build_trainer); rank 0 holds the run directory's writer lock."""
+    from .lock import run_lock
+
+    main = int(os.environ.get("RANK", "0")) == 0
+    lock = run_lock(run_dir, purpose="train") if main else _no_lock()
+    with lock:
+        trainer = build_trainer(config, run_dir, resume, steps, preview, device)
+        try:
+            return trainer.run()
+        finally:
+            trainer.dist.close()
+
+
+class _no_lock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def init_from(model: nn.Module, init: dict) -> list[str]:
+    """Copy another run's EMA weights into every parameter and buffer of `model` whose name and shape
+    match; with mode frozen those parameters stop requiring gradients. Returns the copied names."""
+    if not init:
+        return []
+    check_init_from(init)
+    source = read_checkpoint_tensors(Path(init["run"]), "ema.safetensors")
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not matched:
+        raise UnnoiseError(f"model.init_from: no weights of {init['run']} match this network's names and shapes")
+    model.load_state_dict(matched, strict=False)
+    if init.get("mode", "copy") == "frozen":
+        for name, parameter in model.named_parameters():
+            if name in matched:
+                parameter.requires_grad_(False)
+    log.info("init_from %s (%s): %d of %d tensors copied", init["run"], init.get("mode", "copy"), len(matched),
+             len(own))
+    return sorted(matched)
+
+
+def sample_grid_preview(config: RunConfig, run_dir: Path, conditions, dataset):
+    """The default preview: a grid of config.sample.n samples (conditions: classes in turn, the first
+    captions, the first images' low-res versions) written to run_dir/samples/step_N.png."""
+    def preview(denoiser, step: int) -> None:
+        from ..io import write_samples
+        from ..pipeline import sample_run
+
+        if any(is_cuda(p.device) for p in denoiser.parameters()):  # the sampler runs on the host for now
+            denoiser = copy.deepcopy(denoiser).to(cpu())
+        n = config.sample.n
+        cond = conditions.preview(n, x=dataset.x[torch.arange(n) % len(dataset.x)])
+        x = sample_run(denoiser, config, n=n, seed=0, cond=cond)
+        write_samples(x, config.spec, Path(run_dir) / "samples" / f"step_{step:07d}.png")
+
+    return preview
