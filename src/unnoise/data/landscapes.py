@@ -399,7 +399,7 @@ def load_landscapes(size: int = 64, n: int = 4000, split: str = "all", seed: int
     `attributes` (dicts) and `segmentation` ((N, S, S) uint8 indices into SEGMENT_CLASSES)."""
     size, n, split, seed = _options(size, n, split, seed)
     rendered = render_landscapes(range(n), size, split, seed)
-    dataset = ArrayDataset(rendered["images"], name="landscapes")
+    dataset = ArrayDataset(rendered["images"], name="landscapes", modality="image")
     dataset.captions = rendered["captions"]
     dataset.attributes = rendered["attributes"]
     dataset.segmentation = rendered["segmentation"]
