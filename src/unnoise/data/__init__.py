@@ -11,6 +11,8 @@ from unnoise.data.audiofolder import load_audiofolder
 from unnoise.data.base import ArrayDataset
 from unnoise.data.digits import load_digits
 from unnoise.data.imagefolder import load_imagefolder
+from unnoise.data.landscapes import load_landscapes
+from unnoise.data.photos import load_photos
 from unnoise.data.shapes import load_shapes
 from unnoise.data.tones import load_tones
 from unnoise.data.toy2d import load_toy2d, ring_centers
@@ -23,6 +25,8 @@ DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "shapes": load_shapes,
     "tones": load_tones,
     "audiofolder": load_audiofolder,
+    "landscapes": load_landscapes,
+    "photos": load_photos,
 }
 
 
@@ -52,6 +56,8 @@ __all__ = [
     "load_audiofolder",
     "load_digits",
     "load_imagefolder",
+    "load_landscapes",
+    "load_photos",
     "load_shapes",
     "load_tones",
     "load_toy2d",
