@@ -147,7 +147,7 @@ def translate_legacy_conditions(model: dict, where: str) -> dict:
         model["lowres_factor"] = factor
         conditions += [] if "lowres" in conditions else ["lowres"]
     if conditions or "conditions" in model:
-        model["conditions"] = conditions
+        model["conditions"] = tuple(conditions)
     return model
 
 
