@@ -22,9 +22,11 @@ def with_bos(tokens: Tensor, vocab_size: int) -> Tensor:
     return torch.cat([bos, tokens[:, :-1]], 1)
 
 
-def autoregressive_nll(model, tokens: Tensor) -> Tensor:
-    """-log p(tokens) = -sum_n log p(x^n | x^<n) per sequence (B,) in nats, in float64."""
-    logits = model(with_bos(tokens, model.config.vocab_size))  # (B, L, K)
+def autoregressive_nll(model, tokens: Tensor, vocab_size: int | None = None) -> Tensor:
+    """-log p(tokens) = -sum_n log p(x^n | x^<n) per sequence (B,) in nats, in float64. `vocab_size` (the
+    [BOS] id) defaults to model.config.vocab_size; pass it for a wrapped model (DDP, compiled)."""
+    vocab_size = model.config.vocab_size if vocab_size is None else vocab_size
+    logits = model(with_bos(tokens, vocab_size))  # (B, L, K)
     log_probs = torch.log_softmax(logits.to(torch.float64), -1)
     return -log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).sum(-1)
 
