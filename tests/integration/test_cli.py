@@ -59,7 +59,7 @@ def test_sample_writes_outputs(toy_run, tmp_path, sampler):
     assert x.shape == (16, 2) and torch.isfinite(x).all()
 
 
-def test_sampling_is_reproducible_and_batch_invariant(toy_run, tmp_path):
+def test_sampling_is_reproducible_and_batch_invariant(toy_run, tmp_path, assert_close_eps):
     from unnoise.run.build import load_run
     from unnoise.pipeline import sample_run
 
@@ -67,7 +67,9 @@ def test_sampling_is_reproducible_and_batch_invariant(toy_run, tmp_path):
     a = sample_run(denoiser, config, n=6, seed=3, sampler="ddpm", steps=8)
     b = sample_run(denoiser, config, n=6, seed=3, sampler="ddpm", steps=8, batch_size=4)
     c = sample_run(denoiser, config, n=2, seed=7, sampler="ddpm", steps=8)
-    assert torch.equal(a, b) and torch.equal(a[4:], c)
+    # per-sample seeds make batches equal up to the network's rounding, which depends on the batch size
+    assert_close_eps(b, a, ulps=64, what="batch_size=4: ")
+    assert_close_eps(c, a[4:], ulps=64, what="n=2: ")
 
 
 def test_resume_extends_a_run(toy_run, tmp_path):
