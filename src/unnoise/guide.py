@@ -18,39 +18,88 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .conditions import concat_conditions  # noqa: F401 (nested dicts of named parts)
+from .conditions import concat_conditions, map_part
 from .errors import UnnoiseError
 
 Cond = Tensor | dict | None
 
 
-class Guided:
-    """The guided denoiser returned by `cfg`; calls `D` once per step on a doubled batch."""
+class DenoiserTransform:
+    """Base of denoisers built from another denoiser `D` (guidance, restoration, gradient guidance).
 
-    def __init__(self, D, scale: float, null, interval: tuple[float, float] | None = None, rescale: float = 0.0):
-        self.D, self.scale, self.null, self.rescale = D, float(scale), null, float(rescale)
-        self.interval = None if interval is None else (float(interval[0]), float(interval[1]))
-        self.process = getattr(D, "process", None)  # samplers that need the process still find it
+    A subclass implements `denoised(x, sigma, cond, inner)`, the transformed x0 estimate, calling the
+    wrapped denoiser only through `inner(x, sigma, cond)`. The base forwards what samplers read from a
+    denoiser: `process`, `parameters()` (its dtype), `learned_variance`, and `denoise_with_variance`,
+    whose variance is that of the first `inner` call's first len(x) rows (a guided call puts its
+    conditional rows first). An attribute the wrapped denoiser lacks raises AttributeError naming both,
+    so `getattr(D, name, default)` still works and nothing is silently dropped."""
+
+    def __init__(self, D):
+        self.D = D
+
+    def denoised(self, x: Tensor, sigma: Tensor, cond, inner) -> Tensor:
+        raise NotImplementedError
 
     def __call__(self, x: Tensor, sigma, cond: Cond = None) -> Tensor:
+        return self.denoised(x, sigma, cond, self.D)
+
+    def _inner(self, name: str):
+        try:
+            return getattr(self.D, name)
+        except AttributeError:
+            raise AttributeError(f"{type(self).__name__} wraps {type(self.D).__name__}, which has no {name!r}") from None
+
+    @property
+    def process(self):
+        return self._inner("process")
+
+    @property
+    def learned_variance(self) -> bool:
+        return bool(self._inner("learned_variance"))
+
+    @property
+    def parameters(self):
+        """The wrapped denoiser's `parameters` method (their dtype decides the sampler's working dtype)."""
+        return self._inner("parameters")
+
+    def denoise_with_variance(self, x: Tensor, sigma, cond: Cond = None) -> tuple[Tensor, Tensor | None]:
+        """The transformed x0 estimate and the wrapped denoiser's learned variance output v for x."""
+        with_variance, variances = self._inner("denoise_with_variance"), []
+
+        def inner(x_, sigma_, cond_=None):
+            x0, v = with_variance(x_, sigma_, cond_)
+            variances.append(v)
+            return x0
+
+        x0 = self.denoised(x, sigma, cond, inner)
+        v = variances[0] if variances else None
+        return x0, None if v is None else v[: len(x)].detach()
+
+
+class Guided(DenoiserTransform):
+    """The guided denoiser returned by `cfg`; calls `D` once per step on a doubled batch (conditional rows
+    first, so a learned variance comes from the conditional branch)."""
+
+    def __init__(self, D, scale: float, null, interval: tuple[float, float] | None = None, rescale: float = 0.0):
+        super().__init__(D)
+        self.scale, self.null, self.rescale = float(scale), null, float(rescale)
+        self.interval = None if interval is None else (float(interval[0]), float(interval[1]))
+
+    def denoised(self, x: Tensor, sigma, cond: Cond, inner) -> Tensor:
         sigma = torch.as_tensor(sigma, device=x.device)
         sigma = sigma.expand(x.shape[0]) if sigma.ndim == 0 else sigma
         active = self._active(sigma)
         if cond is None:  # unconditional: the null condition (what calibrating a sampler sees)
-            return self.D(x, sigma, null_like(self.null, len(x), x.device))
+            return inner(x, sigma, null_like(self.null, len(x), x.device))
         if self.scale == 1.0 or not bool(active.any()):
-            return self.D(x, sigma, cond)
+            return inner(x, sigma, cond)
         null = null_like(self.null, len(x), x.device)
-        both = self.D(torch.cat([x, x]), torch.cat([sigma, sigma]), concat_conditions(cond, null))
+        both = inner(torch.cat([x, x]), torch.cat([sigma, sigma]), concat_conditions(cond, null))
         d_cond, d_null = both.chunk(2)
         guided = d_null + self.scale * (d_cond - d_null)  # Eq. 6, Ho & Salimans 2022 (in x0 form)
         if self.rescale > 0:
             guided = rescaled(guided, d_cond, self.rescale)
         return torch.where(active.reshape(-1, *([1] * (x.ndim - 1))), guided, d_cond)
-
-    def parameters(self):
-        """The guided denoiser's parameters (its dtype decides the sampler's working dtype)."""
-        return self.D.parameters() if hasattr(self.D, "parameters") else iter(())
 
     def _active(self, sigma: Tensor) -> Tensor:
         if self.interval is None:
@@ -82,7 +131,7 @@ def rescaled(guided: Tensor, conditional: Tensor, phi: float) -> Tensor:
 def null_like(null, batch: int, device) -> Cond:
     """The null condition for a batch of `batch`."""
     if callable(null):
-        return null(batch)
+        return map_part(null(batch), lambda part: part.to(device))
     if isinstance(null, int):
         return torch.full((batch,), null, dtype=torch.long, device=device)
     if isinstance(null, dict):

@@ -11,7 +11,8 @@ from unnoise.exact import GaussianMixture, random_mixture, reference_ode_solutio
 from unnoise.grids import karras, log_snr_uniform
 from unnoise.process import make_process
 from unnoise.sample import ddim, generate, multistep
-from unnoise.sample.auto.budget import START_MARGIN, calibrate_auto, prepare_budget, run_budget
+from unnoise.sample.auto.budget import START_MARGIN, calibrate_auto
+from unnoise.sample.plan import plan_sampling
 from unnoise.sample.auto.calibrate import calibration_batch
 from unnoise.sample.auto.fitted import FittedSteps, fit_steps, fitted_multistep, record_trajectory
 
@@ -127,7 +128,7 @@ def test_auto_keeps_to_its_budget_and_drops_the_constant_start_for_conditional_m
     conditional = calibrate_auto(gm, p, 4, (2,), batch=64, sweeps=1, pool_factor=2, unconditional=False)
     assert "fitted_start" not in conditional.candidates
     x = _noise(8, 2, 6) * p.sigma_max / SIGMA_MAX
-    prepare_budget("auto", gm, nfe=4, process=p, shape=(2,))
+    plan = plan_sampling("auto", gm, p, (2,), nfe=4)
     gm.calls = 0
-    assert torch.isfinite(run_budget("auto", gm, x, nfe=4, process=p)).all()
-    assert gm.calls == 4
+    assert torch.isfinite(plan.function(gm, x, plan.sigmas)).all()
+    assert gm.calls == 4 and plan.nfe == 4

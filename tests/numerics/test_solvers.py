@@ -8,9 +8,9 @@ import torch
 
 from unnoise.exact import GaussianMixture, random_mixture, reference_ode_solution, ring
 from unnoise.grids import karras, log_snr_uniform
-from unnoise.sample import (SAMPLERS, STOCHASTIC, annealed_langevin, dpmpp_2m, dpmpp_3m, generate, get_sampler,
-                            multistep, predictor_corrector)
-from unnoise.sample.auto.budget import DETERMINISTIC, run_budget, steps_for_nfe
+from unnoise.sample import (DETERMINISTIC, FIXED, SAMPLERS, STOCHASTIC, annealed_langevin, dpmpp_2m, dpmpp_3m,
+                            generate, get_sampler, multistep, predictor_corrector)
+from unnoise.sample.plan import run_budget
 from unnoise.sample.auto.calibrate import calibrate, grid_from_params, params_from_grid
 from unnoise.sample.multistep import exponential_weights, phi
 from unnoise.process import make_process
@@ -126,7 +126,7 @@ def test_every_sampler_takes_any_grid():
     from unnoise.grids import ddpm_sigmas
 
     grids = [karras(8, 0.01, 80.0), log_snr_uniform(8, 0.01, 80.0), ddpm_sigmas(p, 8)]
-    for name in SAMPLERS:
+    for name in FIXED:
         fn = get_sampler(name, **({"steps_per_level": 2} if name == "annealed_langevin" else {}))
         for grid in grids:
             out = generate(gm, (2,), grid, fn, seeds=range(4))
@@ -144,7 +144,7 @@ def test_budget_counts_model_calls():
             gm.calls = 0
             run_budget(name, gm, x.clone(), nfe=nfe, process=p)
             assert gm.calls <= nfe and gm.calls >= nfe - 1, (name, nfe, gm.calls)
-    assert steps_for_nfe("heun", 10) == 5
+    assert SAMPLERS["heun"].steps_for_nfe(10) == 5
 
 
 def test_warp_parameterisation_round_trips():

@@ -9,7 +9,7 @@ from ..conditions import conditions_for
 from ..errors import UnnoiseError, unknown_name
 from ..io import check_samples_path, check_trajectory_path, write_samples, write_trajectory
 from ..run.build import load_run, require_unconditioned_input
-from ..sample.auto.budget import DEFAULT_SAMPLER
+DEFAULT_SAMPLER = "auto"  # replaced by the run's sampler in the pipeline rewrite
 from ..pipeline import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
 
 

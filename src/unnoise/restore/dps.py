@@ -7,6 +7,13 @@ per sample. The paper's step acts on the VP chain x_vp = x / sqrt(1 + sigma^2); 
 multiplied by sqrt((1 + sigma^2)(1 + sigma'^2)), so that a zeta tuned for their models carries over. The
 operator is any differentiable callable; its noise needs no parameter (it is absorbed in zeta). An
 approximate method: it reduces the measurement error but does not sample p(x0 | y) exactly.
+
+`dps(D, operator, y, sigmas)` is the same correction as a denoiser transform, so any sampler composes with
+it: the gradient step on x becomes a correction of the denoised estimate, x0 - zeta_i sigma^2 / (sigma^2 -
+sigma'^2) grad (a sigma^2-scaled likelihood score added to D, with the step's added variance sigma^2 -
+sigma'^2 in place of the per-step size). An ancestral step (eta = 1) moves x by (1 - sigma'^2 / sigma^2)
+times a change of x0, so with the DDPM ancestral sampler on the same grid the transform takes exactly
+Alg. 1's steps (up to rounding); `dps_sample` is kept as that paper-faithful reference.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UnnoiseError
+from ..guide import DenoiserTransform
 from ..sample.noise import default_noise
 from ..sample.sde import ancestral_step, posterior_std
 from .operators import measurement_like
@@ -51,3 +59,38 @@ def dps_sample(D, operator: Callable[[Tensor], Tensor], y: Tensor, sigmas: Tenso
         zeta_i = zeta * vp / norm.clamp(min=1e-12).view(-1, *[1] * (x.ndim - 1))  # Sec. 4.2, Chung et al. 2023
         x = x - zeta_i * grad.to(x.dtype)  # Alg. 1, line 7, Chung et al. 2023
     return x
+
+
+class PosteriorGuided(DenoiserTransform):
+    """The DPS-corrected denoiser returned by `dps` (module docstring); `sigmas` is the sampler's grid,
+    whose next level sets each step's size."""
+
+    def __init__(self, D, operator: Callable[[Tensor], Tensor], y: Tensor, sigmas: Tensor, zeta: float = 1.0):
+        super().__init__(D)
+        self.operator, self.y, self.zeta = operator, y, float(zeta)
+        self.levels = [float(s) for s in sigmas.tolist()]
+
+    def next_level(self, sigma: float) -> float:
+        """The grid level after `sigma` (an error for a sigma off the grid)."""
+        i = min(range(len(self.levels) - 1), key=lambda k: abs(self.levels[k] - sigma))
+        if abs(self.levels[i] - sigma) > 1e-9 * max(sigma, 1e-12):
+            raise UnnoiseError(f"dps: the sampler evaluated sigma={sigma:g}, which is not on the grid the "
+                               "transform was made for (use a sampler that steps along its grid, e.g. ddpm)")
+        return self.levels[i + 1]
+
+    def denoised(self, x: Tensor, sigma, cond, inner) -> Tensor:
+        sigma_batch = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).expand(x.shape[0])
+        level = float(sigma_batch[0])
+        level_next = self.next_level(level)
+        x0, grad, norm = measurement_gradient(inner, self.operator, self.y, x, level, cond)
+        vp = math.sqrt((1 + level**2) * (1 + level_next**2))  # the VP step expressed in sigma (module docstring)
+        zeta_i = self.zeta * vp / norm.clamp(min=1e-12).view(-1, *[1] * (x.ndim - 1))  # Sec. 4.2, Chung et al.
+        variance_ratio = level**2 / (level**2 - level_next**2)  # undoes the ancestral step's (1 - s'^2/s^2)
+        return x0 - (zeta_i * variance_ratio) * grad.to(x0.dtype)  # Alg. 1, line 7, on the x0 estimate
+
+
+def dps(D, operator: Callable[[Tensor], Tensor], y: Tensor, sigmas: Tensor, *, zeta: float = 1.0) -> PosteriorGuided:
+    """Diffusion posterior sampling (Chung et al. 2023) as a denoiser transform for sampling on `sigmas`."""
+    if not zeta >= 0:
+        raise UnnoiseError(f"DPS step size zeta must be >= 0, got {zeta}")
+    return PosteriorGuided(D, operator, y, sigmas, zeta)

@@ -18,22 +18,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..guide import DenoiserTransform
 from .cg import conjugate_gradients
 from .operators import LinearOperator, measurement_like
 
 
-class TweedieConditioned:
+class TweedieConditioned(DenoiserTransform):
     """The denoiser E[x0 | x, y] ~= D + C A^T (A C A^T + sigma_y^2 I)^-1 (y - A D), C = sigma^2 dD/dx."""
 
     def __init__(self, denoiser, operator: LinearOperator, y: Tensor, iterations: int = 50):
-        self.D, self.operator, self.y, self.iterations = denoiser, operator, y, iterations
-        self.process = getattr(denoiser, "process", None)  # as in guide.Guided: samplers may need it
+        super().__init__(denoiser)
+        self.operator, self.y, self.iterations = operator, y, iterations
 
-    def __call__(self, x: Tensor, sigma: Tensor, cond=None) -> Tensor:
+    def denoised(self, x: Tensor, sigma: Tensor, cond, inner) -> Tensor:
         op, noise_var = self.operator, self.operator.noise_std**2
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            x0 = self.D(x, sigma, cond)
+            x0 = inner(x, sigma, cond)
             s2 = (torch.as_tensor(sigma, dtype=x0.dtype, device=x0.device) ** 2).reshape(-1, *[1] * (x.ndim - 1))
 
             def covariance(v: Tensor) -> Tensor:  # C v = sigma^2 (dD/dx)^T v

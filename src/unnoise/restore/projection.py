@@ -18,19 +18,20 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..errors import UnnoiseError, unknown_name
+from ..guide import DenoiserTransform
 from .operators import LinearOperator, measurement_like
 from .posterior import tweedie_conditioned
 
 
-class RangeNullDenoiser:
+class RangeNullDenoiser(DenoiserTransform):
     """D'(x, sigma, cond) = P(D(x, sigma, cond)) with P(z) = z + A^+ (y - A z) (Eq. 13, Wang et al. 2022)."""
 
     def __init__(self, denoiser, operator: LinearOperator, y: Tensor):
-        self.D, self.operator, self.y = denoiser, operator, y
-        self.process = getattr(denoiser, "process", None)  # as in guide.Guided: samplers may need it
+        super().__init__(denoiser)
+        self.operator, self.y = operator, y
 
-    def __call__(self, x: Tensor, sigma: Tensor, cond=None) -> Tensor:
-        x0 = self.D(x, sigma, cond)
+    def denoised(self, x: Tensor, sigma: Tensor, cond, inner) -> Tensor:
+        x0 = inner(x, sigma, cond)
         return consistent(x0, self.operator, self.y)
 
 

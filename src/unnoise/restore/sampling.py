@@ -15,7 +15,8 @@ from torch import Tensor
 
 from ..errors import UnnoiseError, unknown_name
 from ..sample.noise import SeededNoise
-from .dps import dps_sample
+from ..sample.sde import ddpm_ancestral
+from .dps import dps
 from .inpaint import repaint
 from .operators import LinearOperator, Mask
 from .posterior import tweedie_conditioned
@@ -68,5 +69,5 @@ def posterior_samples(D, operator: LinearOperator | None, y: Tensor, shape: Sequ
     if method == "repaint":
         return repaint(D, x, sigmas, mask=operator, known=y, noise=noise, callback=callback,
                        jump_length=options.jump_length, resample=options.resample)
-    out = dps_sample(D, operator, y, sigmas, x, zeta=options.zeta, noise=noise, callback=callback)
+    out = ddpm_ancestral(dps(D, operator, y, sigmas, zeta=options.zeta), x, sigmas, noise=noise, callback=callback)
     return out if operator.noise_std > 0 else consistent(out, operator, y)

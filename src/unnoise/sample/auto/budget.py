@@ -1,37 +1,27 @@
-"""Sampling at a budget of model calls (NFE): how many steps each sampler gets, and on which grid.
+"""`auto`'s candidates and their calibration for a budget of model calls (NFE).
 
-`auto` is the default. It calibrates on the model itself, for the requested budget, on a stratified batch
+`auto` calibrates on the model itself, for the requested budget, on a stratified batch
 of trajectories (see calibrate.py), several candidate solvers: predictor-corrector multistep solvers
 (order 2 or 3, last step 'denoise' or 'midpoint') on a calibrated grid, and the fitted multistep solver
 (fitted.py) whose weights are fitted on the same trajectories, with or, for unconditional sampling, without
-its first model call. It keeps the candidate with the lowest calibration error. The calibration is done
-once per (denoiser, budget, shape) and cached for as long as the denoiser lives.
+its first model call. It keeps the candidate with the lowest calibration error. cache.py keeps the
+calibrations (per weights, budget and shape) and is the entry point that ships.
 """
 from __future__ import annotations
 
 import functools
-import weakref
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from ...grids import ddpm_sigmas, sigma_grid
+from ...grids import ddpm_sigmas
 from ...process import DiscreteDDPM, Process
 from .calibrate import Calibration, CalibrationBatch, calibrate, calibration_batch
 from .fitted import FittedSteps, fit_steps, fitted_multistep
 from ..multistep import multistep
 from ..ode import denoise
-
-# Samplers that are deterministic functions of the starting noise.
-DETERMINISTIC = ("euler", "heun", "ddim", "dpmpp_2m", "dpmpp_3m", "pc_multistep", "auto")
-DEFAULT_SAMPLER = "auto"
-# Model calls per step, and calls saved on the last step (Heun skips its correction at sigma = 0).
-CALLS_PER_STEP = {"heun": 2}
-SAVED_ON_LAST = {"heun": 1}
-# The fixed grid each sampler uses when not calibrated.
-DEFAULT_GRID = {"dpmpp_2m": "log_snr", "dpmpp_3m": "log_snr", "pc_multistep": "log_snr"}
 
 GRID_CANDIDATES = {
     "pc2": dict(order=2, corrector=True),
@@ -45,17 +35,6 @@ FITTED_CANDIDATES = {"fitted": False, "fitted_start": True}  # name: replaces th
 # So it must buy a clear gain: at most this fraction of the best calibration error with every call made.
 START_MARGIN = 0.75
 SEARCH_UP_TO_NFE = 25  # beyond this the fixed starting grids are already accurate; only pick the best
-_calibrations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # D -> {(nfe, shape): AutoChoice}
-
-
-def steps_for_nfe(name: str, nfe: int) -> int:
-    """The most steps of sampler `name` whose model calls fit in `nfe`."""
-    per_step, saved = CALLS_PER_STEP.get(name, 1), SAVED_ON_LAST.get(name, 0)
-    return max(1, (nfe + saved) // per_step)
-
-
-def budget_grid(name: str, process: Process, nfe: int, grid: str | None = None) -> Tensor:
-    return sigma_grid(grid or DEFAULT_GRID.get(name, "karras"), process, steps_for_nfe(name, nfe))
 
 
 @dataclass
@@ -133,22 +112,3 @@ def _mean_first_output(D, cal: CalibrationBatch, sigma_max: float) -> Tensor:
         out = denoise(D, cal.x, sigma_max, None).double()
     weights = cal.weights.to(out.device).reshape(-1, *[1] * (out.dim() - 1))
     return (out * weights).sum(0).cpu()
-
-
-def prepare_budget(name: str, D, *, nfe: int, process: Process, shape: Sequence[int], **options) -> None:
-    """Run (and cache) whatever a sampler needs before sampling at this budget: `auto`'s calibration."""
-    if name == "auto":
-        cache = _calibrations.setdefault(D, {})
-        if (nfe, tuple(shape)) not in cache:
-            cache[(nfe, tuple(shape))] = calibrate_auto(D, process, nfe, shape, **options)
-
-
-def run_budget(name: str, D, x: Tensor, *, nfe: int, process: Process, grid: str | None = None) -> Tensor:
-    """Run sampler `name` from x (VE coordinates, at process.sigma_max) within `nfe` model calls."""
-    if name == "auto":
-        prepare_budget(name, D, nfe=nfe, process=process, shape=tuple(x.shape[1:]))
-        choice = _calibrations[D][(nfe, tuple(x.shape[1:]))]
-        return choice.solver()(D, x, choice.sigmas)
-    from .. import get_sampler
-
-    return get_sampler(name)(D, x, budget_grid(name, process, nfe, grid))
