@@ -4,7 +4,7 @@ import importlib.util
 import pytest
 import torch
 
-from unnoise.data import shakespeare
+from unnoise.data import shakespeare_works as shakespeare
 from unnoise.data.textfolder import load_textfolder, token_windows
 from unnoise.discrete.tokenizer import ByteTokenizer, CharTokenizer, tokenizer_from_dict
 from unnoise.errors import UnnoiseError
