@@ -13,7 +13,9 @@ from unnoise.data.digits import load_digits
 from unnoise.data.imagefolder import load_imagefolder
 from unnoise.data.landscapes import load_landscapes
 from unnoise.data.photos import load_photos
+from unnoise.data.shakespeare_works import load_shakespeare
 from unnoise.data.shapes import load_shapes
+from unnoise.data.textfolder import load_textfolder
 from unnoise.data.tones import load_tones
 from unnoise.data.toy2d import load_toy2d, ring_centers
 from unnoise.errors import UnnoiseError, unknown_name
@@ -27,6 +29,8 @@ DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "audiofolder": load_audiofolder,
     "landscapes": load_landscapes,
     "photos": load_photos,
+    "shakespeare": load_shakespeare,
+    "textfolder": load_textfolder,
 }
 
 

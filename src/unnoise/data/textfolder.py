@@ -47,6 +47,7 @@ def token_windows(ids: torch.Tensor, context: int, stride: int) -> torch.Tensor:
 
 def split_documents(texts: dict[str, str], heldout: Sequence[str], split: str, where: str) -> dict[str, str]:
     """The documents of `split`: 'heldout' ones, the others ('train'), or 'all'."""
+    split = {"test": "heldout", "validation": "heldout"}.get(split, split)
     if split not in SPLITS:
         raise unknown_name(f"{where} split", str(split), SPLITS)
     unknown = [name for name in heldout if name not in texts]
