@@ -112,10 +112,12 @@ def read_run_config(run_dir: Path) -> RunConfig:
     if not path.is_file():
         raise UnnoiseError(f"{run_dir}: not a run directory (missing {path.name})")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return config_from_dict(json.load(f), where=str(path))
     except json.JSONDecodeError as exc:
         raise UnnoiseError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise UnnoiseError(f"{path}: not a text file (invalid UTF-8)") from None
 
 
 def load_run(run_dir: Path, weights: str = "ema") -> tuple[Denoiser, RunConfig]:

@@ -154,6 +154,9 @@ def translate_legacy_conditions(model: dict, where: str) -> dict:
 def config_from_dict(d: dict, where: str = "config") -> RunConfig:
     """Build a RunConfig from nested dicts, naming any unknown section or field (older condition flags are
     translated into model.conditions)."""
+    if not isinstance(d, dict):
+        raise UnnoiseError(f"{where}: expected a mapping of sections (data, model, train, sample), "
+                           f"got {type(d).__name__}")
     d = dict(d)
     if isinstance(d.get("model"), dict):
         d["model"] = translate_legacy_conditions(d["model"], where)

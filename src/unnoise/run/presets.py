@@ -26,7 +26,10 @@ def read_config_file(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UnnoiseError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UnnoiseError(f"{path}: not a text file (invalid UTF-8)") from None
     if path.suffix == ".json":
         try:
             data = json.loads(text)
