@@ -137,9 +137,11 @@ def _acquire_exclusive(run_dir: Path, record: dict) -> int:
 
 @contextlib.contextmanager
 def run_lock(run_dir: Path, purpose: str = "train", create: bool = True):
-    """Hold the run directory's writer lock for the `with` block (creating the directory if `create`);
-    a one-line UnnoiseError naming the holder if another process has it."""
+    """Hold the run directory's writer lock for the `with` block (creating the directory if `create`, and
+    removing it again if the block fails before writing anything into it); a one-line UnnoiseError naming
+    the holder if another process has it."""
     run_dir = Path(run_dir)
+    created = create and not run_dir.exists()
     if create:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -158,13 +160,18 @@ def run_lock(run_dir: Path, purpose: str = "train", create: bool = True):
     record = _holder_record(purpose)
     fd = _acquire_flock(run_dir, record) if fcntl is not None else _acquire_exclusive(run_dir, record)
     _held[key] = 1
+    failed = True
     try:
         yield
+        failed = False
     finally:
         del _held[key]
         with contextlib.suppress(OSError):
             os.unlink(run_dir / LOCK_NAME)  # still ours: deleted before the lock is let go
         os.close(fd)
+        if failed and created:  # a failure before anything was written leaves no empty run behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 def lock_holder(run_dir: Path) -> dict | None:
