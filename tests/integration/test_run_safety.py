@@ -219,3 +219,17 @@ def test_validation_names_field_value_and_range(override, pattern):
 
     with pytest.raises(UnnoiseError, match=pattern):
         config_from_dict(apply_overrides(preset("toy2d"), [override]))
+
+
+def test_plan_training_refuses_before_writing_and_force_moves_aside(tmp_path):
+    from unnoise.run.guard import plan_training
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    with pytest.raises(UnnoiseError, match="--resume"):
+        plan_training(run, resume=False, config="new")
+    with pytest.raises(UnnoiseError, match="drop --preset"):
+        plan_training(run, resume=True, flags_given=["--preset", "--set"])
+    assert plan_training(run, resume=False, config="new", force=True) == "new"
+    assert not run.exists() and len(list(tmp_path.glob("run.replaced-*"))) == 1

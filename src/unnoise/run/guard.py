@@ -150,3 +150,40 @@ def record_changes(run_dir: Path, changes: dict, step: int | None = None) -> Non
         f.write(json.dumps(entry) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+RESUME_FIXED_FLAGS = ("--preset", "--config", "--data", "--data-path", "--batch-size", "--force")
+
+
+def plan_training(out: Path, *, resume: bool, config=None, assignments=(), steps: int | None = None,
+                  force: bool = False, flags_given=()):
+    """Everything a `unnoise train` checks before writing, then the two writes it may make: --force moves
+    the old run aside; --resume records its changes in config_history.jsonl. Returns the RunConfig to
+    train (for --resume: the saved one with the allowed overrides).
+
+    `config`: the new run's validated config (ignored with resume); `flags_given`: the command-line
+    flags the user passed, so that --resume refuses those that would redefine the run."""
+    from .lock import describe_holder, lock_holder, run_lock
+
+    out = Path(out)
+    if resume:
+        fixed = [flag for flag in RESUME_FIXED_FLAGS if flag in flags_given]
+        if fixed:
+            raise UnnoiseError(f"--resume continues {out} with its own config: drop {', '.join(fixed)} "
+                               f"(--set and --steps may change {', '.join(r.rstrip('.') for r in RESUMABLE)})")
+    check_out_dir(out, resume=resume, force=force)
+    holder = lock_holder(out) if out.is_dir() else None
+    if holder is not None:
+        raise UnnoiseError(f"{out} is in use by {describe_holder(holder)}; wait for it to finish, "
+                           f"or write to another directory")
+    if not resume:
+        if force and is_run_dir(out):
+            moved = move_aside(out)
+            import logging
+
+            logging.getLogger("unnoise.train").warning("--force: moved the old run %s aside to %s", out, moved)
+        return config
+    config, changes = resume_config(out, assignments, steps)
+    with run_lock(out, purpose="train", create=False):
+        record_changes(out, changes, checkpoint_step(out))
+    return config
