@@ -43,7 +43,7 @@ def test_autoencoder_overfits_a_tiny_batch():
         loss.mean().backward()
         optimizer.step()
         objective.observe({}, loss.detach())
-        losses.append(float(loss.mean()))
+        losses.append(float(loss.detach().mean()))
     assert losses[-1] < 0.75 * losses[0] and losses[-1] < min(losses[:5]), losses[::3]
     assert objective.step == 15 and objective.state()["step"].item() == 15
 
