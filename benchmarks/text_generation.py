@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import torch
 
 from unnoise.data.shakespeare_works import load_shakespeare
 from unnoise.discrete.autoregressive import autoregressive_nll, sample_autoregressive, with_bos
-from unnoise.discrete.loss import estimate_elbo
 from unnoise.discrete.process import make_process
 from unnoise.discrete.sample import sample_tokens
+from unnoise.discrete.text import heldout_bits
 from unnoise.nn.transformer import Transformer, TransformerConfig
 from unnoise.objectives.autoregressive import AutoregressiveObjective
 from unnoise.objectives.masked import MaskedDiffusionObjective
@@ -63,20 +62,6 @@ def train(objective, data, cfg: dict, seed: int = 0) -> dict:
     objective.model.eval()
     return {"steps": steps, "train_seconds": round(time.perf_counter() - start, 1),
             "parameters": sum(p.numel() for p in objective.model.parameters())}
-
-
-def bits_with_error(nats_per_sequence: torch.Tensor, length: int) -> tuple[float, float]:
-    bits = nats_per_sequence / (length * math.log(2.0))
-    return float(bits.mean()), float(bits.std() / math.sqrt(len(bits)))
-
-
-@torch.no_grad()
-def heldout_bits(kind: str, model, process, heldout, cfg: dict) -> tuple[float, float]:
-    x = heldout.x[: cfg["heldout"]]
-    if kind == "ar":
-        return bits_with_error(autoregressive_nll(model, x), x.shape[1])
-    mean, _ = estimate_elbo(model, process, x, cfg["draws"], torch.Generator().manual_seed(0))
-    return bits_with_error(mean, x.shape[1])
 
 
 def char_entropy(tokens: torch.Tensor, vocab: int) -> float:
@@ -171,9 +156,9 @@ def main(argv=None) -> dict:
         objective = (AutoregressiveObjective(models[name]) if name == "ar"
                      else MaskedDiffusionObjective(models[name], processes[name]))
         record[name] = train(objective, train_data, cfg)
-        bits, error = heldout_bits(name, models[name], processes.get(name), heldout, cfg)
-        record[name].update(heldout_bits_per_char=round(bits, 4), heldout_bits_per_char_se=round(error, 4),
-                            is_bound=name != "ar")
+        score = heldout_bits(models[name], processes.get(name), heldout.x[: cfg["heldout"]], cfg["draws"])
+        record[name].update(heldout_bits_per_char=round(score["bits_per_token"], 4),
+                            heldout_bits_per_char_se=round(score["standard_error"], 4), is_bound=score["is_bound"])
         if not args.json:
             print(name, record[name], flush=True)
     result = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},

@@ -72,3 +72,34 @@ def test_objective_rows_are_drawn_for_the_whole_batch():
     halves = torch.cat([objective.loss_of({k: v[:4] for k, v in rows.items()}),
                         objective.loss_of({k: v[4:] for k, v in rows.items()})])
     assert torch.allclose(whole, halves, rtol=1e-5, atol=1e-6)
+
+
+def test_templates_from_prompt_and_infill_text():
+    from unnoise.discrete.sample import FREE, infill_template, prefix_template
+    tokenizer = CharTokenizer.from_texts([CORPUS])
+    template = infill_template("to be[MASK:3]or", tokenizer.encode, 10)
+    ids = tokenizer.encode("to be").tolist()
+    assert template.tolist() == ids + [FREE] * 3 + tokenizer.encode("or").tolist()
+    with pytest.raises(Exception, match="does not fit"):
+        infill_template("to be[MASK:30]", tokenizer.encode, 10)
+    assert prefix_template([1, 2], 4).tolist() == [1, 2, FREE, FREE]
+
+
+def test_text_recipes_build_generate_and_score():
+    from unnoise.discrete.text import build_text_model, generate_text, heldout_bits
+    from unnoise.errors import UnnoiseError
+    dataset = toy_dataset()
+    tiny = {"length": 16, "width": 32, "depth": 1, "heads": 4}
+    for kind in ("mdlm", "d3pm", "ar"):
+        model, process = build_text_model({"kind": kind, "transformer": tiny}, dataset.vocab_size)
+        model.eval()
+        texts = generate_text(model, process, dataset.tokenizer, [0, 1], 16, nfe=4, prompt="to be")
+        assert len(texts) == 2 and all(text.startswith("to be") and len(text) == 16 for text in texts)
+        score = heldout_bits(model, process, dataset.x[:6], draws=2, batch=4)
+        assert score["windows"] == 6 and score["is_bound"] == (kind != "ar") and score["bits_per_token"] > 0
+    out = generate_text(*build_text_model({"kind": "mdlm", "transformer": tiny}, dataset.vocab_size),
+                        dataset.tokenizer, [3], 16, nfe=4, infill="to [MASK:4] or not")
+    assert out[0].startswith("to ") and out[0][7:14] == " or not"
+    with pytest.raises(UnnoiseError, match="diffusion run"):
+        generate_text(*build_text_model({"kind": "ar", "transformer": tiny}, dataset.vocab_size),
+                      dataset.tokenizer, [0], 16, infill="to [MASK:2] be")
