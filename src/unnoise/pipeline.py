@@ -1,132 +1,209 @@
-"""Sampling a trained run: pick the grid, seed every sample, batch the work."""
+"""A trained run, loaded on a device, ready to sample and restore: the one path from a run to samples.
+
+    pipe = Pipeline.load("runs/digits", device="auto")
+    x = pipe.sample(SampleRequest(n=16, seed=0, sampler="heun", nfe=35))      # (16, *shape) on the host
+    out = pipe.restore(RestoreRequest(y=y, operator=Mask(m), n=8))            # Restoration(samples, ...)
+
+The pipeline owns the loaded denoiser, the run's conditions (and through them the text encoder), and the
+calibrations of `auto` (in memory, and on disk in the run directory). The command line, `eval`, the
+benchmarks and the trainer's preview grids sample through it; none builds a sampler or a condition alone.
+
+Defaults come from the run's `sample` section: its sampler, its grid (for that sampler) and its budget. A
+budget is `nfe` model calls for every sampler, or `steps` grid steps; with neither, the run's sampler
+runs its `sample.steps` steps and any other sampler gets the same number of model calls.
+"""
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-from .conditions import conditions_for, named_condition, slice_condition
-from .grids import sigma_grid
+from .conditions import conditions_for, slice_condition
+from .device import cpu, resolve_device
+from .errors import UnnoiseError
 from .guide import cfg
-from .sample import SAMPLERS, generate, get_sampler
-from .sample.auto.budget import auto_solver, calibrate_auto
-from .sample.auto.fitted import FittedSteps
-from .run.checkpoint import write_json
 from .run.config import RunConfig
-
-# Options each sampler accepts from the command line (`--eta`, `--churn`).
-SAMPLER_OPTIONS = {"ddim": ("eta",), "heun": ("churn",), "euler_ancestral": ("eta",)}
-SAMPLER_NAMES = sorted([*SAMPLERS, "auto"])
-log = logging.getLogger("unnoise.sample")
+from .sample import generate, sampler_spec
+from .sample.plan import SamplingPlan, plan_sampling
 
 
-def calibration_effort(shape) -> dict:
-    """How hard `auto` calibrates for samples of this shape. Small samples (points, 8x8 digits) get the
-    full grid search; larger ones come with networks that cost far more per call, so the batch shrinks
-    and, beyond 1,024 values per sample, the search keeps to choosing the solver and the best of the
-    fixed starting grids by their measured error (28 sampler runs on 16 trajectories, against about
-    800 runs on 64 for the full search). Depends on the shape only, so it is reproducible."""
-    size = math.prod(shape)
-    if size <= 256:
-        return dict(batch=64, sweeps=4, pool_factor=8)
-    if size <= 1024:
-        return dict(batch=32, sweeps=1, pool_factor=4)
-    return dict(batch=16, sweeps=0, pool_factor=2)
+@dataclass(frozen=True)
+class SampleRequest:
+    """What to sample. `n` defaults to the run's sample.n; sample i uses seed `seed + i`. Condition values:
+    `label` (an index or class name, or one per sample), `prompt` (a caption); or `cond`, a condition dict
+    already built for n samples (training previews). Guidance settings default to the run's."""
+
+    n: int | None = None
+    seed: int = 0
+    sampler: str | None = None
+    nfe: int | None = None
+    steps: int | None = None
+    grid: str | None = None
+    options: dict = field(default_factory=dict)
+    label: int | str | Sequence | None = None
+    prompt: str | Sequence[str] | None = None
+    cond: dict | None = None
+    guidance: float | None = None
+    guidance_interval: tuple | None = None
+    guidance_rescale: float | None = None
+    callback: Callable | None = None
+    batch_size: int = 250
 
 
-def auto_sampler(denoiser, config: RunConfig, steps: int, cache_dir: Path | None = None):
-    """The `auto` sampler for a run: the solver and grid calibrated on the run's own model for `steps` model
-    calls, cached in cache_dir/calibration-<steps>.json so the calibration runs once per budget."""
-    path = None if cache_dir is None else Path(cache_dir) / f"calibration-{steps}.json"
-    weights = weights_sha256(denoiser)
-    if path is not None and path.is_file():
-        try:
-            saved = json.loads(path.read_text())
-            if saved.get("weights_sha256") == weights:
-                return _saved_auto(saved)
-            log.info("auto: %s was calibrated on other weights (retrained or resumed run)", path)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # damaged or foreign: calibrate again
-            log.warning("auto: ignoring unreadable calibration cache %s (%s: %s)", path, type(exc).__name__, exc)
-    log.info("auto: calibrating a %d-step grid on this model (once%s)", steps,
-             f"; cached in {path}" if path is not None else "")
-    conditional = conditions_for(config).guidable
-    choice = calibrate_auto(denoiser, denoiser.process, steps, config.data_shape, dtype=torch.float32,
-                            unconditional=not conditional, **calibration_effort(config.data_shape))
-    result = choice.calibration
-    saved = {"solver": choice.name, "sigmas": result.sigmas.tolist(), "error": result.error,
-             "start_error": result.start_error, "evaluations": result.evaluations, "weights_sha256": weights}
-    if choice.fitted is not None:
-        saved["fitted"] = choice.fitted.to_dict()
-    if path is not None:
-        write_json(path, saved)  # through a temporary file: a crash never leaves half a calibration
-    return _saved_auto(saved)
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What to restore: the measurement `y` (1 or n rows) under `operator` (a restore.LinearOperator, or
+    None for a super-resolution run, whose y is the low-resolution image), `n` samples from seed `seed`."""
+
+    y: Tensor
+    operator: object | None = None
+    method: str | None = None
+    n: int = 8
+    seed: int = 0
+    steps: int | None = None
+    options: object | None = None  # restore.sampling.MethodOptions
+    callback: Callable | None = None
 
 
-def weights_sha256(denoiser) -> str | None:
-    """SHA-256 of the denoiser's parameters and buffers (through any guidance wrapper), naming which
-    weights a calibration was made on; None for a plain function."""
-    model = denoiser
-    while not hasattr(model, "state_dict") and hasattr(model, "D"):
-        model = model.D
-    if not hasattr(model, "state_dict"):
-        return None
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class Restoration:
+    samples: Tensor  # (n, *shape) on the host
+    method: str
+    steps: int
 
 
-def _saved_auto(saved: dict):
-    """(solver, grid) from a saved calibration."""
-    fitted = FittedSteps.from_dict(saved["fitted"]) if "fitted" in saved else None
-    return auto_solver(saved["solver"], fitted), torch.tensor(saved["sigmas"], dtype=torch.float64)
+class Pipeline:
+    """A denoiser and its run config on a device (see the module docstring)."""
+
+    def __init__(self, denoiser, config: RunConfig, *, device=None, run_dir: Path | None = None):
+        self.device = _device_of(denoiser) if device is None else resolve_device(device)
+        self.denoiser = denoiser.to(self.device) if hasattr(denoiser, "to") else denoiser
+        self.config, self.run_dir = config, None if run_dir is None else Path(run_dir)
+        self.conditions = conditions_for(config)
+        self.calibrations: dict = {}  # auto's calibrations made or read by this pipeline
+
+    @classmethod
+    def load(cls, run_dir: Path, device="auto", weights: str = "ema") -> "Pipeline":
+        """The trained run in `run_dir` (EMA weights by default) on `device` (auto: CUDA when available)."""
+        from .run.load import load_run
+
+        device = resolve_device(device)
+        denoiser, config = load_run(run_dir, weights, device)
+        return cls(denoiser, config, device=device, run_dir=run_dir)
+
+    @property
+    def process(self):
+        return self.denoiser.process
+
+    def condition(self, request: SampleRequest, n: int):
+        """The condition dict of n samples for the request (the null condition when it names none)."""
+        if request.cond is not None:
+            return request.cond
+        values = {"label": request.label, "prompt": request.prompt}
+        return self.conditions.from_request(values, n, self.device)
+
+    def guided(self, request: SampleRequest):
+        """The denoiser sampled for this request: with classifier-free guidance for a guidable run (the
+        null condition also stands in for a missing one, e.g. while `auto` calibrates)."""
+        guidance = (request.guidance, request.guidance_interval, request.guidance_rescale)
+        named = request.label is not None or request.prompt is not None or request.cond is not None
+        if not named and any(value is not None for value in guidance):
+            raise UnnoiseError("guidance options need a condition: pass a class (--class) or a prompt (--prompt)")
+        if not self.conditions.guidable:
+            return self.denoiser
+        if not named:  # unconditional sampling: the null condition, unguided
+            return cfg(self.denoiser, 1.0, self.conditions.null)
+        s = self.config.sample
+        scale = s.guidance if request.guidance is None else request.guidance
+        interval = tuple(s.guidance_interval if request.guidance_interval is None else request.guidance_interval)
+        rescale = s.guidance_rescale if request.guidance_rescale is None else request.guidance_rescale
+        return cfg(self.denoiser, scale, self.conditions.null, interval=interval or None, rescale=rescale)
+
+    def plan(self, request: SampleRequest, denoiser=None) -> SamplingPlan:
+        """The sampler function and grid the request runs (auto: calibrated, or read from the cache)."""
+        run = self.config.sample
+        name = request.sampler or run.sampler
+        nfe, steps = request.nfe, request.steps
+        if nfe is None and steps is None:
+            own = name == run.sampler
+            steps, nfe = (run.steps, None) if own else (None, sampler_spec(run.sampler).model_calls(run.steps))
+        grid = request.grid
+        if grid is None and name == run.sampler and not sampler_spec(name).calibrated:
+            grid = run.grid
+        return plan_sampling(name, denoiser or self.denoiser, self.process, self.config.data_shape, nfe=nfe,
+                             steps=steps, grid=grid, options=request.options, conditional=self.conditions.guidable,
+                             cache_dir=self.run_dir, memory=self.calibrations)
+
+    @torch.no_grad()
+    def sample(self, request: SampleRequest = SampleRequest()) -> Tensor:
+        """n samples (n, *data_shape), float32 on the host, with per-sample seeds: any batch size gives
+        the same samples. A non-finite sample is an error naming the settings."""
+        n = self.config.sample.n if request.n is None else request.n
+        if not isinstance(n, int) or n < 1:
+            raise UnnoiseError(f"n must be an integer >= 1, got {n!r}")
+        if request.batch_size < 1:
+            raise UnnoiseError(f"batch size must be >= 1, got {request.batch_size}")
+        cond = self.condition(request, n)
+        denoiser = self.guided(request)
+        plan = self.plan(request, denoiser)
+        chunks = []
+        for start in range(0, n, request.batch_size):
+            seeds = range(request.seed + start, request.seed + min(n, start + request.batch_size))
+            chunk_cond = slice_condition(cond, slice(start, start + len(seeds)))
+            chunks.append(generate(denoiser, self.config.data_shape, plan.sigmas, plan.function, seeds=seeds,
+                                   cond=chunk_cond, callback=request.callback, device=self.device).float())
+        x = torch.cat(chunks).to(cpu())
+        if not bool(torch.isfinite(x).all()):
+            raise UnnoiseError(f"sampling produced non-finite values with {self.describe(request, plan)}; "
+                               "try a smaller guidance scale or another sampler")
+        return x
+
+    def describe(self, request: SampleRequest, plan: SamplingPlan) -> str:
+        """The settings of a sampling run, as command-line flags."""
+        s = self.config.sample
+        parts = [f"--sampler {plan.name}", f"--nfe {plan.nfe}", f"--steps {plan.steps}"]
+        if self.conditions.guidable:
+            parts.append(f"--guidance {s.guidance if request.guidance is None else request.guidance:g}")
+        parts += [f"--{key} {value}" for key, value in request.options.items()]
+        return " ".join(parts)
+
+    def restore(self, request: RestoreRequest) -> Restoration:
+        """n restorations of the measurement (see restore.sampling.posterior_samples for the methods): the
+        default method is sr3 for a super-resolution run, dps for a noisy measurement, else ddnm."""
+        from .grids import sigma_grid
+        from .restore.sampling import MethodOptions, posterior_samples
+
+        if request.n < 1:
+            raise UnnoiseError(f"n must be >= 1, got {request.n}")
+        lowres = self.conditions.get("lowres")
+        noisy = request.operator is not None and request.operator.noise_std > 0
+        method = request.method or ("sr3" if lowres else "dps" if noisy else "ddnm")
+        steps = request.steps or (self.config.sample.steps if method == "sr3" else 100)
+        sigmas = sigma_grid(self.config.sample.grid, self.process, steps)
+        y = request.y.to(self.device)
+        cond = self.conditions.from_request({"lowres": y}, request.n, self.device) if lowres and method == "sr3" else None
+        samples = posterior_samples(self.denoiser, request.operator, y, self.config.data_shape, sigmas,
+                                    method=method, seeds=range(request.seed, request.seed + request.n),
+                                    sr_scale=lowres.factor if lowres else 0, cond=cond,
+                                    options=request.options or MethodOptions(), callback=request.callback,
+                                    device=self.device)
+        samples = samples.float().to(cpu())
+        if not bool(torch.isfinite(samples).all()):
+            raise UnnoiseError(f"restoration produced non-finite values (method {method}, {steps} steps)")
+        return Restoration(samples, method, steps)
 
 
-def guided(denoiser, config: RunConfig, scale=None, interval=None, rescale=None):
-    """The run's denoiser with classifier-free guidance (the sample section's settings unless given).
-    The null condition is the null class label, `config.num_classes`, or the empty caption for text."""
-    s = config.sample
-    scale = s.guidance if scale is None else scale
-    interval = tuple(s.guidance_interval if interval is None else interval) or None
-    rescale = s.guidance_rescale if rescale is None else rescale
-    conditions = conditions_for(config)
-    if scale == 1.0 and not rescale and "caption" not in conditions:
-        return denoiser  # (a text network always needs a condition: the wrapper supplies the empty caption)
-    return cfg(denoiser, scale, conditions.null, interval=interval, rescale=rescale)
+def _device_of(denoiser) -> torch.device:
+    parameters = getattr(denoiser, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    return cpu() if first is None else first.device
 
 
-def grid_for(denoiser, config: RunConfig, steps: int | None = None, grid: str | None = None) -> Tensor:
-    """The sigma grid for sampling `denoiser` with the run's (or the given) grid and step count."""
-    return sigma_grid(grid or config.sample.grid, denoiser.process, steps or config.sample.steps)
+def sample_run(denoiser, config: RunConfig, *, n: int, seed: int = 0, cond=None, **request) -> Tensor:
+    """Samples of an in-memory denoiser (a training preview, a test): Pipeline(denoiser, config).sample
+    with a SampleRequest of the other keywords (sampler, nfe, steps, grid, options, guidance, ...)."""
+    return Pipeline(denoiser, config).sample(SampleRequest(n=n, seed=seed, cond=cond, **request))
 
-
-@torch.no_grad()
-def sample_run(denoiser, config: RunConfig, *, n: int, seed: int = 0, sampler: str | None = None,
-               steps: int | None = None, grid: str | None = None, options: dict | None = None,
-               cond: Tensor | None = None, callback=None, batch_size: int = 250,
-               cache_dir: Path | None = None, guidance: float | None = None,
-               guidance_interval: tuple | None = None, guidance_rescale: float | None = None) -> Tensor:
-    """n samples with per-sample seeds seed, seed+1, ...: any batch size gives the same samples.
-    With `cond`, classifier-free guidance at `guidance` (default: the run's sample.guidance)."""
-    name = sampler or config.sample.sampler
-    if cond is not None:
-        cond = named_condition(cond)  # labels (n,) or a text dict: as named parts
-        denoiser = guided(denoiser, config, guidance, guidance_interval, guidance_rescale)
-    if name == "auto":
-        fn, sigmas = auto_sampler(denoiser, config, steps or config.sample.steps, cache_dir)
-    else:
-        fn = get_sampler(name, **(options or {}))
-        sigmas = grid_for(denoiser, config, steps, grid)
-    chunks = []
-    for start in range(0, n, batch_size):
-        seeds = range(seed + start, seed + min(n, start + batch_size))
-        chunk_cond = slice_condition(cond, slice(start, start + len(seeds)))
-        chunks.append(generate(denoiser, config.data_shape, sigmas, fn, seeds=seeds, cond=chunk_cond,
-                               callback=callback))
-    return torch.cat(chunks).float()

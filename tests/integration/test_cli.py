@@ -9,6 +9,7 @@ import torch
 
 from unnoise.cli.main import main
 
+AUTO3 = ["--sampler", "auto", "--nfe", "3", "--n", "4"]
 TINY = ["--set", "model.network_options.hidden=32", "--set", "model.network_options.depth=2",
         "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0", "--set", "train.log_every=5"]
 
@@ -122,32 +123,58 @@ def test_console_script_entry_point():
     assert proc.returncode == 0 and "train" in proc.stdout and "sample" in proc.stdout
 
 
-def test_default_sampler_is_the_calibrated_auto(toy_run, tmp_path, capsys):
+def test_default_sampler_is_the_runs_and_nfe_counts_model_calls(toy_run, tmp_path, capsys):
+    """No --sampler: the run's sample.sampler (heun for toy2d) on its grid and steps; another sampler gets
+    the same number of model calls; --nfe is model calls for every sampler, auto included."""
+    from unnoise.pipeline import Pipeline, SampleRequest
+
+    pipe = Pipeline.load(toy_run, device="cpu")
+    own = pipe.plan(SampleRequest())
+    assert (own.name, own.steps, own.nfe) == ("heun", pipe.config.sample.steps, 2 * pipe.config.sample.steps - 1)
+    assert pipe.plan(SampleRequest(sampler="euler")).steps == own.nfe
+    assert pipe.plan(SampleRequest(sampler="heun", nfe=9)).steps == 5
     out = tmp_path / "default.png"
     assert main(["sample", str(toy_run), "--steps", "4", "--n", "8", "--out", str(out)]) == 0
-    assert out.is_file() and (toy_run / "calibration-4.json").is_file()
-    _user_error(capsys, ["sample", str(toy_run), "--grid", "karras"], "--grid does not apply to sampler 'auto'")
+    assert out.is_file() and not (toy_run / "calibration-4.json").exists()
+    assert main(["sample", str(toy_run), "--sampler", "auto", "--nfe", "4", "--n", "8", "--out", str(out)]) == 0
+    assert (toy_run / "calibration-4.json").is_file()
+    _user_error(capsys, ["sample", str(toy_run), "--sampler", "auto", "--grid", "karras"],
+                "does not apply to sampler 'auto'")
+    _user_error(capsys, ["sample", str(toy_run), "--nfe", "4", "--steps", "4"], "not both")
+
+
+def test_help_lists_every_command_and_sampler(capsys):
+    from unnoise.sample import SAMPLERS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in ("train", "sample", "eval", "restore", "data", "demo"))
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in SAMPLERS) and "--nfe" in text and "--device" in text
 
 
 def test_damaged_calibration_cache_is_recalibrated(toy_run, tmp_path, caplog):
     """A calibration file cut short by a crash (or not ours) is named in a warning and replaced."""
     cache = toy_run / "calibration-3.json"
-    assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "a.png")]) == 0
+    assert main(["sample", str(toy_run), *AUTO3, "--out", str(tmp_path / "a.png")]) == 0
     first = json.loads(cache.read_text())
     assert len(first["sigmas"]) == 4 + ("fitted" in first and first["fitted"]["start"] is not None)
     cache.write_text(cache.read_text()[:40])
     with caplog.at_level("WARNING", logger="unnoise.sample"):
-        assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "b.png")]) == 0
+        assert main(["sample", str(toy_run), *AUTO3, "--out", str(tmp_path / "b.png")]) == 0
     assert "calibration-3.json" in caplog.text and json.loads(cache.read_text()) == first
 
 
 def test_calibration_cache_of_other_weights_is_recalibrated(toy_run, tmp_path, caplog):
     """A retrained or resumed run does not reuse the calibration made on its earlier weights."""
     cache = toy_run / "calibration-3.json"
-    assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "a.png")]) == 0
+    assert main(["sample", str(toy_run), *AUTO3, "--out", str(tmp_path / "a.png")]) == 0
     first = json.loads(cache.read_text())
     assert len(first["weights_sha256"]) == 64
     cache.write_text(json.dumps({**first, "weights_sha256": "0" * 64, "solver": "not-a-solver"}))
     with caplog.at_level("INFO", logger="unnoise.sample"):
-        assert main(["sample", str(toy_run), "--steps", "3", "--n", "4", "--out", str(tmp_path / "b.png")]) == 0
+        assert main(["sample", str(toy_run), *AUTO3, "--out", str(tmp_path / "b.png")]) == 0
     assert "calibrated on other weights" in caplog.text and json.loads(cache.read_text()) == first

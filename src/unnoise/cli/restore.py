@@ -18,10 +18,13 @@ import numpy as np
 import torch
 
 from ..errors import UnnoiseError
-from ..run.build import load_run
+from ..restore.sampling import METHODS
+from .common import add_device, check_number
 
 log = logging.getLogger("unnoise.restore")
 
+SUMMARY = ("restore a damaged image with a trained run: inpaint, super-resolve, deblur or colorize; K samples, "
+           "their mean and an uncertainty map")
 TASKS = ("inpaint", "sr", "deblur", "colorize")
 IMAGE_MODES = ("L", "RGB", "P")  # what --input may be; a palette image is read as RGB
 
@@ -110,29 +113,70 @@ def task_measurement(task: str, args, config, sr_scale: int):
     return mask, mask(y), "ddnm"
 
 
-def restore_command(args) -> dict:
-    from ..restore import AddNoise, posterior_summary
-    from ..restore.sampling import MethodOptions, posterior_samples
-    from ..pipeline import grid_for
+def add_parser(sub) -> None:
+    p = sub.add_parser("restore", help=SUMMARY, description=SUMMARY)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--task", required=True, choices=TASKS)
+    p.add_argument("--input", type=Path, required=True, help="the damaged image (PNG/JPEG, L or RGB)")
+    p.add_argument("--mask", type=Path, help="inpaint: same size as --input, black = keep, white = fill in")
+    p.add_argument("--scale", type=int, help="sr: upscaling factor, 2 or 4 (default: the run's, or 4)")
+    p.add_argument("--blur-sigma", type=float, default=1.0, help="deblur: the Gaussian blur's std in pixels")
+    p.add_argument("--blur-cutoff", type=float, default=1e-3,
+                   help="deblur: frequencies the blur keeps below this gain are left to the prior")
+    p.add_argument("--noise-std", type=float, default=0.0,
+                   help="std of the measurement's Gaussian noise on [-1, 1] (> 0: method dps or tweedie)")
+    p.add_argument("--method", choices=METHODS,
+                   help="default: sr3 for a super-resolution run, ddnm for noiseless, dps for noisy measurements")
+    p.add_argument("--zeta", type=float, default=1.0, help="dps: step size")
+    p.add_argument("--n", type=int, default=8, help="number of samples K")
+    p.add_argument("--steps", type=int, help="sampler steps (default 100; sr3: the run's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (sample k uses seed + k)")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"])
+    p.add_argument("--out", type=Path, default=Path("restored"), help="output directory")
+    add_device(p)
+    p.set_defaults(handler=run)
 
-    if args.n < 1:
-        raise UnnoiseError(f"--n must be >= 1, got {args.n}")
-    denoiser, config = load_run(args.run_dir, args.weights)
+
+def check_args(args) -> None:
+    check_number("--n", args.n, low=1, integer=True)
+    check_number("--steps", args.steps, low=1, integer=True)
+    check_number("--seed", args.seed, low=0, integer=True)
+    check_number("--blur-sigma", args.blur_sigma, low=0, low_open=True)
+    check_number("--blur-cutoff", args.blur_cutoff, low=0, high=1, low_open=True)
+    check_number("--noise-std", args.noise_std, low=0)
+    check_number("--zeta", args.zeta, low=0)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UnnoiseError(f"--out {args.out}: exists and is not a directory")
+
+
+def run(args) -> None:
+    summary = restore_command(args)
+    print(json.dumps(summary))
+    print(f"wrote {summary['n']} restorations, their mean and std map to {args.out}")
+
+
+def restore_command(args) -> dict:
+    from ..pipeline import Pipeline, RestoreRequest
+    from ..restore import AddNoise, posterior_summary
+    from ..restore.sampling import MethodOptions
+
+    check_args(args)
+    pipe = Pipeline.load(args.run_dir, device=args.device, weights=args.weights)
+    config = pipe.config
     if config.spec.modality != "image":
-        raise UnnoiseError(f"run {args.run_dir} models {config.spec.modality} data, not images")
-    sr_scale = config.model.lowres_factor if "lowres" in config.model.conditions else 0
-    operator, y, default_method = task_measurement(args.task, args, config, sr_scale)
+        raise UnnoiseError(f"run {args.run_dir} models {config.spec.modality} data of shape {config.data_shape}, "
+                           "not images")
+    lowres = pipe.conditions.get("lowres")
+    sr_scale = lowres.factor if lowres is not None else 0
+    operator, y, _ = task_measurement(args.task, args, config, sr_scale)
     if args.noise_std and operator is not None:
         operator = AddNoise(operator, args.noise_std)
-    method = args.method or ("dps" if args.noise_std else default_method)
-    steps = args.steps or (config.sample.steps if method == "sr3" else 100)
-    sigmas = grid_for(denoiser, config, steps)
-    seeds = range(args.seed, args.seed + args.n)
-    log.info("restoring %s (%s) with %s: %d samples, %d steps", args.input, args.task, method, args.n, steps)
-    options = MethodOptions(zeta=args.zeta)
-    samples = posterior_samples(denoiser, operator, y, config.data_shape, sigmas, method=method, seeds=seeds,
-                                sr_scale=sr_scale, options=options, callback=_progress(steps))
-    return _write_outputs(args, samples.float(), y, operator, method, steps, posterior_summary)
+    steps = args.steps or (config.sample.steps if (args.method or ("sr3" if sr_scale else "")) == "sr3" else 100)
+    log.info("restoring %s (%s): %d samples, %d steps", args.input, args.task, args.n, steps)
+    result = pipe.restore(RestoreRequest(y=y, operator=operator, method=args.method, n=args.n, seed=args.seed,
+                                         steps=steps, options=MethodOptions(zeta=args.zeta),
+                                         callback=_progress(steps)))
+    return _write_outputs(args, result.samples, y, operator, result.method, result.steps, posterior_summary)
 
 
 def _progress(steps: int):

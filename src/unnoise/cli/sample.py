@@ -1,93 +1,122 @@
-"""The `unnoise sample` command: load a run, sample with per-sample seeds, write a grid and a GIF."""
+"""`unnoise sample RUN`: sample a trained run through the pipeline and write the samples (a grid, WAVs, a
+scatter: the run's modality decides), optionally the denoising trajectory and the raw tensor."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from ..conditions import conditions_for
-from ..errors import UnnoiseError, unknown_name
-from ..io import check_samples_path, check_trajectory_path, write_samples, write_trajectory
-from ..run.build import load_run, require_unconditioned_input
-DEFAULT_SAMPLER = "auto"  # replaced by the run's sampler in the pipeline rewrite
-from ..pipeline import SAMPLER_NAMES, SAMPLER_OPTIONS, sample_run
+from ..errors import UnnoiseError
+from .common import add_device, check_number, check_output
+
+SUMMARY = "draw samples from a trained run"
+OPTION_FLAGS = {"eta": "DDIM / Euler-ancestral stochasticity (0 deterministic, 1 ancestral)",
+                "churn": "Heun S_churn (EDM Algorithm 2)"}
 
 
-def _sampler_options(sampler: str, eta, churn) -> dict:
-    given = {k: v for k, v in {"eta": eta, "churn": churn}.items() if v is not None}
-    allowed = SAMPLER_OPTIONS.get(sampler, ())
-    for key in given:
-        if key not in allowed:
-            raise UnnoiseError(f"--{key} does not apply to sampler {sampler!r}")
-    return given
+def add_parser(sub) -> None:
+    from ..grids import GRIDS
+    from ..sample import SAMPLERS
+    from ..sample.registry import sampler_help
+
+    p = sub.add_parser("sample", help=SUMMARY, description=SUMMARY)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--sampler", help=f"default: the run's sample.sampler. {sampler_help()}",
+                   metavar="{" + ",".join(SAMPLERS) + "}")
+    p.add_argument("--nfe", type=int, help="budget in model calls, for every sampler (auto calibrates for it)")
+    p.add_argument("--steps", type=int, help="budget in grid steps (a Heun step costs 2 calls; for auto, steps = "
+                                             "calls). Default: the run's sample.steps for its own sampler, "
+                                             "the same number of model calls for another")
+    p.add_argument("--grid", help=f"sigma grid: {', '.join(GRIDS)} (default: the run's for its sampler, else "
+                                  "the sampler's own)")
+    p.add_argument("--n", type=int, help="number of samples (default: the run's sample.n)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first sample (sample i uses seed + i)")
+    for name, text in OPTION_FLAGS.items():
+        p.add_argument(f"--{name}", type=float, help=text)
+    p.add_argument("--class", dest="class_label",
+                   help="class for class-conditional runs: an index, or a class name (e.g. C4 for tones)")
+    p.add_argument("--prompt", help="caption for text-conditional runs")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none; default: the run's)")
+    p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
+                   help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
+    p.add_argument("--guidance-rescale", type=float, help="guidance rescale phi in [0, 1] (Lin et al. 2024)")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"])
+    p.add_argument("--out", type=Path, default=Path("samples.png"),
+                   help="output: .png/.jpg grid (a scatter for 2-D data, spectrograms for audio); audio runs also "
+                        "take NAME.wav (NAME.wav for --n 1, NAME-000.wav, ... for more) with spectrograms NAME.png")
+    p.add_argument("--gif", type=Path, help="also write the denoising trajectory as an animated GIF")
+    p.add_argument("--save-tensor", type=Path, help="also save the raw samples as .safetensors")
+    add_device(p)
+    p.set_defaults(handler=run)
 
 
-def class_index(label, config) -> int:
-    """A --class value as a label index: an index 0..K-1, or one of the run's class names (e.g. C4)."""
-    names = list(config.class_names)
-    if str(label) in names:
-        return names.index(str(label))
-    try:
-        index = int(label)
-    except ValueError:
-        index = -1
-    if not 0 <= index < config.num_classes:
-        valid = ", ".join(names) if names else f"0..{config.num_classes - 1}"
-        raise UnnoiseError(f"--class {label}: valid classes are {valid}")
-    return index
+def request_from_args(args, **extra):
+    """The SampleRequest the flags describe (checked: one-line errors name the flag)."""
+    from ..pipeline import SampleRequest
+
+    for flag, value in (("--n", args.n), ("--nfe", args.nfe), ("--steps", args.steps)):
+        check_number(flag, value, low=1, integer=True)
+    check_number("--seed", args.seed, low=0, integer=True)
+    check_number("--eta", args.eta, low=0, high=1)
+    check_number("--churn", args.churn, low=0)
+    options = {name: getattr(args, name) for name in OPTION_FLAGS if getattr(args, name) is not None}
+    if args.sampler is not None:
+        from ..sample import sampler_spec
+
+        sampler_spec(args.sampler).check_options(options, where="--")
+    interval = None if args.guidance_interval is None else tuple(args.guidance_interval)
+    return SampleRequest(n=args.n, seed=args.seed, sampler=args.sampler, nfe=args.nfe, steps=args.steps,
+                         grid=args.grid, options=options, label=args.class_label, prompt=args.prompt,
+                         guidance=args.guidance, guidance_interval=interval, guidance_rescale=args.guidance_rescale,
+                         **extra)
 
 
-def sample_to_files(run_dir: Path, *, n: int, seed: int, out: Path, gif: Path | None = None, sampler=None,
-                    steps=None, grid=None, eta=None, churn=None, class_label=None, weights="ema",
-                    save_tensor: Path | None = None, guidance=None, guidance_interval=None,
-                    guidance_rescale=None, prompt: str | None = None) -> torch.Tensor:
-    """Sample a run and write the grid (and optional trajectory GIF / raw tensor); returns the samples."""
-    denoiser, config = load_run(run_dir, weights)
-    require_unconditioned_input(config, run_dir)
-    sampler = sampler or DEFAULT_SAMPLER
-    if sampler not in SAMPLER_NAMES:
-        raise unknown_name("sampler", sampler, SAMPLER_NAMES)
-    if sampler == "auto" and grid is not None:
-        raise UnnoiseError("--grid does not apply to sampler 'auto' (it calibrates its own grid); "
-                           "name a sampler with --sampler to use a fixed grid")
-    options = _sampler_options(sampler, eta, churn)
-    check_samples_path(config.spec, out)  # before sampling, not after
-    if gif is not None:
-        check_trajectory_path(config.spec, gif)
-    cond, conditions = None, conditions_for(config)
-    if prompt is not None:
-        if "caption" not in conditions:
-            raise UnnoiseError(f"--prompt: run {run_dir} is not text-conditional")
-        cond = conditions.from_request({"prompt": prompt}, n)
-    elif class_label is not None:
-        if "label" not in conditions:
-            raise UnnoiseError(f"--class: run {run_dir} is not class-conditional")
-        cond = conditions.from_request({"label": class_index(class_label, config)}, n)
-    elif guidance is not None or guidance_interval is not None or guidance_rescale is not None:
-        raise UnnoiseError("--guidance options need a condition: pass --class (or --prompt for text runs)")
-    frames = []
-    callback = (lambda i, sigma, x, x0: frames.append(x0.clone())) if gif is not None else None
-    x = sample_run(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, grid=grid, options=options,
-                   cond=cond, callback=callback, batch_size=n if gif is not None else 250, cache_dir=run_dir,
-                   guidance=guidance, guidance_interval=guidance_interval, guidance_rescale=guidance_rescale)
+def record_frames(frames: list):
+    """A sampler callback keeping each step's x0 estimate (float32, on the host)."""
+    from ..device import cpu
+
+    return lambda i, sigma, x, x0: frames.append(x0.detach().float().to(cpu()))
+
+
+def write_outputs(config, x: torch.Tensor, out: Path, *, gif: Path | None = None, frames=(),
+                  save_tensor: Path | None = None) -> None:
+    """Write the samples (and their spectrograms beside .wav files), the trajectory and the raw tensor."""
+    from ..io import write_samples, write_trajectory
+
     write_samples(x, config.spec, out)  # audio .wav: exactly OUT for --n 1, OUT-000.wav, ... for more
     if Path(out).suffix.lower() == ".wav":
-        write_samples(x, config.spec, Path(out).with_suffix(".png"))  # and their spectrograms beside them
+        write_samples(x, config.spec, Path(out).with_suffix(".png"))
     if gif is not None:
-        write_trajectory(frames + [x], config.spec, gif)
+        write_trajectory([*frames, x], config.spec, gif)
     if save_tensor is not None:
         from safetensors.torch import save_file
 
         save_file({"samples": x.contiguous()}, str(save_tensor))
-    return x
 
 
-def sample_command(args) -> None:
-    if args.n < 1:
-        raise UnnoiseError(f"--n must be >= 1, got {args.n}")
-    sample_to_files(args.run_dir, n=args.n, seed=args.seed, out=args.out, gif=args.gif, sampler=args.sampler,
-                    steps=args.steps, grid=args.grid, eta=args.eta, churn=args.churn,
-                    class_label=args.class_label, weights=args.weights, save_tensor=args.save_tensor,
-                    guidance=args.guidance, guidance_interval=args.guidance_interval,
-                    guidance_rescale=args.guidance_rescale, prompt=args.prompt)
-    print(f"wrote {args.n} samples to {args.out}" + (f" and the trajectory to {args.gif}" if args.gif else ""))
+def run(args) -> None:
+    from ..io import check_samples_path, check_trajectory_path
+    from ..pipeline import Pipeline
+
+    for flag, path in (("--out", args.out), ("--gif", args.gif), ("--save-tensor", args.save_tensor)):
+        check_output(flag, path)
+    frames: list = []
+    request = request_from_args(args, callback=record_frames(frames) if args.gif is not None else None)
+    pipe = Pipeline.load(args.run_dir, device=args.device, weights=args.weights)
+    check_samples_path(pipe.config.spec, args.out)  # before sampling, not after
+    if args.gif is not None:
+        check_trajectory_path(pipe.config.spec, args.gif)
+        request = _one_batch(request, pipe.config.sample.n)
+    x = pipe.sample(request)
+    write_outputs(pipe.config, x, args.out, gif=args.gif, frames=frames, save_tensor=args.save_tensor)
+    print(f"wrote {len(x)} samples to {args.out}" + (f" and the trajectory to {args.gif}" if args.gif else ""))
+
+
+def _one_batch(request, default_n: int):
+    """A trajectory is drawn from one batch: the request with batch_size = n."""
+    import dataclasses
+
+    n = default_n if request.n is None else request.n
+    if n > 4096:
+        raise UnnoiseError(f"--gif draws one batch of every sample; --n {n} is too many (at most 4096)")
+    return dataclasses.replace(request, batch_size=n)

@@ -10,7 +10,7 @@ import torch
 from ..data import load_dataset
 from ..errors import UnnoiseError
 from ..likelihood import dequantize, ode_log_likelihood
-from ..run.build import load_run, require_unconditioned_input
+from ..pipeline import Pipeline
 from ..train.progress import Progress
 from ..vlb import VARIANCES, bound_unavailable, variational_bound
 
@@ -69,15 +69,16 @@ def ode_estimate(denoiser, x: torch.Tensor, *, levels: int, divergence: str, dra
 
 def evaluate_nll(run_dir: Path, *, n: int = 256, seed: int = 0, split: str | None = None, batch: int = 128,
                  vlb_variance: str | None = None, divergence: str = "auto", draws: int = 2,
-                 rtol: float = 1e-5, atol: float = 1e-5, weights: str = "ema") -> dict:
+                 rtol: float = 1e-5, atol: float = 1e-5, weights: str = "ema", device="auto") -> dict:
     """Both likelihood estimates the model supports; an unavailable one is reported with its reason."""
     if vlb_variance is not None and vlb_variance not in VARIANCES:
         raise UnnoiseError(f"--vlb-variance: unknown {vlb_variance!r}; valid: {', '.join(VARIANCES)}")
     if n < 1:
         raise UnnoiseError(f"--n must be >= 1, got {n}")
-    denoiser, config = load_run(run_dir, weights)
-    require_unconditioned_input(config, run_dir)
-    x = evaluation_data(config, n, seed, split)
+    pipe = Pipeline.load(run_dir, device=device, weights=weights)
+    denoiser, config = pipe.denoiser, pipe.config
+    pipe.conditions.from_request({}, 1)  # a run that needs an input (super-resolution) has no density of its own
+    x = evaluation_data(config, n, seed, split).to(pipe.device)
     levels = config.data_levels
     out = {"run_dir": str(run_dir), "weights": weights, "n": len(x), "seed": seed,
            "data": {"name": config.data.name, "options": dict(config.data.options), "split": split,

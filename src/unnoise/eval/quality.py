@@ -3,14 +3,14 @@ precision/recall, predicted-class histogram) and write eval.json with the scores
 so that re-running it reproduces them."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 
 import torch
 
 from ..data import DATASETS, load_dataset
-from ..run.build import load_run, require_unconditioned_input
-from ..pipeline import sample_run
+from ..pipeline import Pipeline, SampleRequest
 from ..train.progress import Progress
 from .features import extractor_for
 from .metrics import fd, kid, precision_recall
@@ -25,38 +25,38 @@ def reference_split(config, split: str | None) -> str | None:
     return "test" if "split" in inspect.signature(DATASETS[config.data.name]).parameters else None
 
 
-def generate(denoiser, config, *, n: int, seed: int, sampler: str, steps: int | None, run_dir,
-             labels: torch.Tensor | None = None, guidance: float | None = None) -> torch.Tensor:
-    """n samples (seeds seed .. seed+n-1) in chunks, with a progress bar; conditioned on `labels` (n,)
-    with classifier-free guidance `guidance` when given."""
+def generate(pipe: Pipeline, request: SampleRequest, n: int) -> torch.Tensor:
+    """n samples (seeds request.seed .. + n - 1) in chunks, with a progress bar; with `request.label`
+    (n labels) each chunk gets its own."""
     progress = Progress(n, "sample")
     chunks = []
     for start in range(0, n, CHUNK):
         count = min(CHUNK, n - start)
-        cond = None if labels is None else labels[start:start + count]
-        chunks.append(sample_run(denoiser, config, n=count, seed=seed + start, sampler=sampler, steps=steps,
-                                 cache_dir=run_dir, cond=cond, guidance=guidance))
+        label = None if request.label is None else request.label[start:start + count]
+        chunks.append(pipe.sample(dataclasses.replace(request, n=count, seed=request.seed + start, label=label)))
         progress.update(start + count)
     return torch.cat(chunks)
 
 
-def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str = "auto", steps: int | None = None,
-                     split: str | None = None, extractor: str | None = None, k: int = 3, weights: str = "ema",
-                     guidance: float | None = None) -> dict:
-    """Scores and protocol of n generated samples; class-conditional runs generate equal numbers of each
-    class (labels 0, 1, ..., K-1, 0, ...) at guidance scale `guidance` and also report per-class accuracy."""
-    denoiser, config = load_run(run_dir, weights)
-    require_unconditioned_input(config, run_dir)
-    labels = torch.arange(n) % config.num_classes if "label" in config.model.conditions else None
+def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str | None = None, nfe: int | None = None,
+                     steps: int | None = None, split: str | None = None, extractor: str | None = None, k: int = 3,
+                     weights: str = "ema", guidance: float | None = None, device="auto") -> dict:
+    """Scores and protocol of n generated samples (the run's sampler and budget unless given); class-
+    conditional runs generate equal numbers of each class (labels 0, 1, ..., K-1, 0, ...) at guidance scale
+    `guidance` (default: the run's) and also report per-class accuracy."""
+    pipe = Pipeline.load(run_dir, device=device, weights=weights)
+    config = pipe.config
+    labels = torch.arange(n) % config.num_classes if pipe.conditions.get("label") is not None else None
     if labels is not None and guidance is None:
         guidance = config.sample.guidance
+    request = SampleRequest(sampler=sampler, nfe=nfe, steps=steps, label=labels, guidance=guidance)
+    plan = pipe.plan(request)
     ext = extractor_for(extractor or config.data.name)
     split = reference_split(config, split)
     options = dict(config.data.options, **({"split": split} if split else {}))
     real = load_dataset(config.data.name, **options).x
     with torch.no_grad():
-        fake = generate(denoiser, config, n=n, seed=seed, sampler=sampler, steps=steps, run_dir=run_dir,
-                        labels=labels, guidance=guidance)
+        fake = generate(pipe, dataclasses.replace(request, seed=seed), n)
         real_f, fake_f = ext.features(real).double(), ext.features(fake).double()
         kid_mean, kid_se = kid(real_f, fake_f)
         precision, recall = precision_recall(real_f, fake_f, k)
@@ -70,7 +70,7 @@ def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str = "a
             if labels is not None:
                 scores.update(class_accuracy(logits.argmax(1), labels, config.num_classes))
     protocol = {"run_dir": str(run_dir), "weights": weights, "n": n, "seeds": [seed, seed + n - 1],
-                "sampler": sampler, "steps": steps or config.sample.steps, "guidance": guidance,
+                "sampler": plan.name, "nfe": plan.nfe, "steps": plan.steps, "guidance": guidance,
                 "labels": None if labels is None else f"i mod {config.num_classes} for sample i",
                 "reference": {"dataset": config.data.name, "options": options, "n": len(real)},
                 "extractor": {"name": ext.name, "weights_sha256": ext.weights_sha256, **ext.info},

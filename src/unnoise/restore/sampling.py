@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..errors import UnnoiseError, unknown_name
 from ..sample.noise import SeededNoise
+from ..sample.ode import heun
 from ..sample.sde import ddpm_ancestral
 from .dps import dps
 from .inpaint import repaint
@@ -53,13 +54,16 @@ def check_method(method: str, operator: LinearOperator | None, sr_scale: int = 0
 @torch.no_grad()
 def posterior_samples(D, operator: LinearOperator | None, y: Tensor, shape: Sequence[int], sigmas: Tensor, *,
                       method: str, seeds: Sequence[int], sr_scale: int = 0, options: MethodOptions = MethodOptions(),
-                      callback=None) -> Tensor:
+                      callback=None, cond=None, device=None) -> Tensor:
     """One restoration per seed of the measurement rows y (len(seeds) rows, or 1) under `operator` (None
-    for 'sr3', where y is the low-resolution image and D the SR3 model); samples have per-sample `shape`."""
+    for 'sr3', where y is the low-resolution image and D the SR3 model, conditioned on `cond` when given,
+    else on y upsampled x`sr_scale`); samples have per-sample `shape` and start on `device`."""
     check_method(method, operator, sr_scale)
-    noise = SeededNoise(seeds)
+    noise = SeededNoise(seeds, device)
     x = noise.initial(shape, float(sigmas[0]))
     if method == "sr3":
+        if cond is not None:
+            return heun(D, x, sigmas, cond=cond, noise=noise, callback=callback)
         return super_resolve(D, y.expand(len(seeds), *y.shape[1:]), sr_scale, sigmas, x, noise=noise,
                              callback=callback)
     if method in ("ddnm", "tweedie"):

@@ -1,0 +1,53 @@
+"""`unnoise train`: a config from a preset or file, data and overrides -> a trained run directory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .common import add_device
+
+SUMMARY = "train a model; writes a run directory"
+
+
+def add_parser(sub) -> None:
+    from ..data import DATASETS
+    from ..run.presets import preset_names
+
+    p = sub.add_parser("train", help=SUMMARY, description=SUMMARY)
+    p.add_argument("--preset", default="digits", help=f"starting config from configs/ ({', '.join(preset_names())})")
+    p.add_argument("--config", type=Path, help="starting config file (YAML or JSON), instead of --preset")
+    p.add_argument("--data", help=f"dataset name ({', '.join(sorted(DATASETS))})")
+    p.add_argument("--data-path", help="folder of images or WAV files for --data imagefolder | audiofolder")
+    p.add_argument("--steps", type=int, help="training steps")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--out", default="runs/train", help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config field, e.g. --set train.lr=2e-4 (repeatable)")
+    add_device(p)
+    p.set_defaults(handler=run)
+
+
+def run_config_from_args(args):
+    """The run config the flags describe: preset or file, then --data, --steps, --batch-size, then --set."""
+    from ..run.config import apply_overrides, config_from_dict
+    from ..run.presets import preset, read_config_file
+
+    d = read_config_file(args.config) if args.config else preset(args.preset)
+    if args.data:
+        d["data"] = {"name": args.data, "options": {}}
+    if args.data_path:
+        d.setdefault("data", {}).setdefault("options", {})["path"] = args.data_path
+    if args.steps is not None:
+        d.setdefault("train", {})["steps"] = args.steps
+    if args.batch_size is not None:
+        d.setdefault("train", {})["batch_size"] = args.batch_size
+    return config_from_dict(apply_overrides(d, args.set), where="config")  # --set wins over everything
+
+
+def run(args) -> None:
+    from ..run.training import train_run
+
+    config = None if args.resume else run_config_from_args(args)
+    result = train_run(config, Path(args.out), resume=args.resume, steps=args.steps if args.resume else None,
+                       device=args.device)
+    print(f"trained {result['steps']} steps in {result['seconds']:.1f}s; run directory: {args.out}")
