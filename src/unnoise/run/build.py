@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 
@@ -12,8 +11,7 @@ from ..errors import UnnoiseError
 from ..nn import build_network
 from ..param import Denoiser
 from ..process import make_process
-from .checkpoint import read_checkpoint_tensors
-from .config import RunConfig, config_from_dict
+from .config import RunConfig
 
 
 def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: int = 0, class_names=(),
@@ -104,32 +102,10 @@ def require_unconditioned_input(config: RunConfig, run_dir: Path) -> None:
                            f"low-resolution image: use `unnoise restore {run_dir} --task sr --input IMG`")
 
 
-def read_run_config(run_dir: Path) -> RunConfig:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UnnoiseError(f"run directory not found: {run_dir}")
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise UnnoiseError(f"{run_dir}: not a run directory (missing {path.name})")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return config_from_dict(json.load(f), where=str(path))
-    except json.JSONDecodeError as exc:
-        raise UnnoiseError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
-    except UnicodeDecodeError:
-        raise UnnoiseError(f"{path}: not a text file (invalid UTF-8)") from None
+def __getattr__(name: str):
+    """read_run_config and load_run moved to run/load.py (imported lazily: load.py imports this module)."""
+    if name in ("read_run_config", "load_run"):
+        from . import load
 
-
-def load_run(run_dir: Path, weights: str = "ema") -> tuple[Denoiser, RunConfig]:
-    """The trained denoiser of a run directory (EMA weights by default), in eval mode."""
-    if weights not in ("ema", "model"):
-        raise UnnoiseError(f"weights must be 'ema' or 'model', got {weights!r}")
-    config = read_run_config(run_dir)
-    denoiser = build_denoiser(config)
-    state = read_checkpoint_tensors(Path(run_dir), f"{weights}.safetensors")
-    try:
-        denoiser.net.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise UnnoiseError(f"{run_dir}: weights do not match config.json ({first})") from None
-    return denoiser.eval(), config
+        return getattr(load, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
