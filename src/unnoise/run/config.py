@@ -67,10 +67,11 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     sample_every: int = 500
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # capped at a quarter of the run, so a run killed half way has a checkpoint
+    checkpoint_minutes: float = 5.0  # also checkpoint after this much wall clock (0: off; single process)
     keep_checkpoints: int = 3  # history/ keeps the last K checkpoints (best/ is kept apart)
     tensorboard: bool = False  # also log to run_dir/tensorboard (needs the tensorboard package)
-    threads: int = 0  # 0: leave torch's default
+    threads: int = 0  # CPU threads; 0: auto, the usable cores other processes leave free (run/threads.py)
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,14 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
     """The Trainer of a run (restored from its last checkpoint with `resume`; config then read from
     run_dir, `steps` may extend it); `device` overrides train.device."""
     run_dir = Path(run_dir)
-    if resume:
+    if resume and config is None:  # with a config: the saved one with --resume's allowed overrides
         config = read_run_config(run_dir)
     if steps is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps))
     tc = config.train
-    if tc.threads:
-        torch.set_num_threads(tc.threads)
+    from .threads import apply_threads
+
+    log.info("threads: %d (train.threads=%d; 0: auto, the free cores)", apply_threads(tc.threads), tc.threads)
     torch.manual_seed(tc.seed)
     dataset = load_dataset(config.data.name, **config.data.options)
     config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0),

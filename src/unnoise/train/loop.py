@@ -203,33 +203,51 @@ class Trainer:
         return self.objective.denoiser_for(self.ema.model)
 
     def run(self) -> dict:
+        """Train to train_config.steps. Checkpoints every min(checkpoint_every, ceil(steps / 4)) steps (a run
+        killed half way always has one) and, in a single process, every checkpoint_minutes of wall clock;
+        Ctrl-C (single process) finishes the current step, writes a checkpoint and names the resume command."""
         tc, main = self.tc, self.dist.main  # rank 0 reports, logs and previews
         progress = Progress(tc.steps, "train", start=self.step) if main else None
         metrics = open(self.run_dir / "metrics.jsonl", "a") if main else None
         board = _tensorboard(self.run_dir) if main and tc.tensorboard else None
-        t0 = time.perf_counter()
+        t0, start = time.perf_counter(), self.step
+        every = min(tc.checkpoint_every, max(1, math.ceil(tc.steps / 4))) if tc.checkpoint_every else 0
+        minutes = getattr(tc, "checkpoint_minutes", 0) if self.dist.world == 1 else 0
+        last_save, interrupt = time.monotonic(), _DeferredInterrupt(self.dist.world == 1)
         try:
             while self.step < tc.steps:
+                if interrupt.requested:
+                    self._stop_interrupted()
                 loss = self.train_step()
                 self.running_loss = loss if self.running_loss is None else 0.98 * self.running_loss + 0.02 * loss
                 if main:
                     progress.update(self.step, loss=self.running_loss)
                 if main and (self.step % tc.log_every == 0 or self.step == tc.steps):
                     _log_metrics(metrics, board, self.step, loss, self.images_seen, time.perf_counter() - t0)
-                if tc.checkpoint_every and self.step % tc.checkpoint_every == 0 and self.step < tc.steps:
+                timely = minutes and time.monotonic() - last_save >= 60 * minutes
+                if (every and self.step % every == 0 or timely) and self.step < tc.steps:
                     self.save()
+                    last_save = time.monotonic()
                 if main and self.preview and tc.sample_every and self.step % tc.sample_every == 0 \
                         and self.step < tc.steps:
                     self.preview(self.ema_denoiser(), self.step)
         finally:
+            interrupt.restore()
             for sink in (metrics, board):
                 if sink is not None:
                     sink.close()
         self.save()
         if main:
             self._write_loss_curve()
-        return {"steps": self.step, "images_seen": self.images_seen, "seconds": time.perf_counter() - t0,
-                "final_loss": self.running_loss}
+        return {"steps": self.step, "trained_steps": self.step - start, "images_seen": self.images_seen,
+                "seconds": time.perf_counter() - t0, "final_loss": self.running_loss}
+
+    def _stop_interrupted(self) -> None:
+        """After Ctrl-C: checkpoint the finished step, say where to resume, and stop (KeyboardInterrupt)."""
+        path = self.save()
+        log.warning("interrupted at step %d; checkpoint written to %s; continue with: unnoise train --resume "
+                    "--out %s", self.step, path, self.run_dir)
+        raise KeyboardInterrupt
 
     def _write_loss_curve(self) -> None:
         """loss_curve.png from metrics.jsonl (the whole run, resumed parts included)."""
@@ -238,6 +256,31 @@ class Trainer:
         rows = [json.loads(line) for line in (self.run_dir / "metrics.jsonl").read_text().splitlines() if line]
         if len(rows) >= 2:
             save_loss_curve([r["step"] for r in rows], [r["loss"] for r in rows], self.run_dir / "loss_curve.png")
+
+
+class _DeferredInterrupt:
+    """While training in the main thread of a single process, the first Ctrl-C only sets `requested` (the
+    loop stops after the current step, consistent and checkpointed); a second one interrupts at once."""
+
+    def __init__(self, active: bool):
+        import signal
+        import threading
+
+        self.requested, self.previous = False, None
+        if active and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        self.requested = True
+        signal.signal(signal.SIGINT, self.previous or signal.default_int_handler)
+
+    def restore(self) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _rows_length(rows: dict) -> int:
