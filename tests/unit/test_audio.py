@@ -157,7 +157,7 @@ def tones_run(tmp_path_factory):
 
 
 def test_sample_command_writes_wavs_and_spectrograms(tones_run, tmp_path, capsys):
-    fixed = ["--sampler", "heun"]  # (the default, auto, calibrates its grid first: tested elsewhere)
+    fixed = ["--sampler", "heun"]  # (auto calibrates its grid first: tested elsewhere)
     assert main(["sample", str(tones_run), "--class", "C4", "--n", "1", "--out", str(tmp_path / "note.wav"), *fixed]) == 0
     clip, rate = read_wav(tmp_path / "note.wav")
     assert rate == 8000 and clip.shape == (1, 4096) and (tmp_path / "note.png").is_file()
@@ -180,11 +180,12 @@ def test_wav_output_needs_an_audio_run(tmp_path, capsys):
 
 
 def test_default_sampler_calibrates_on_long_signals_at_reduced_effort(tones_run, tmp_path):
-    from unnoise.pipeline import calibration_effort
+    from unnoise.sample.auto.cache import calibration_effort
 
     assert calibration_effort((2,))["sweeps"] == 4 and calibration_effort((1, 8, 8))["batch"] == 64
     assert calibration_effort((1, 4096)) == dict(batch=16, sweeps=0, pool_factor=2)
-    assert main(["sample", str(tones_run), "--class", "C4", "--n", "1", "--out", str(tmp_path / "auto.wav")]) == 0
+    assert main(["sample", str(tones_run), "--sampler", "auto", "--nfe", "2", "--class", "C4", "--n", "1",
+                 "--out", str(tmp_path / "auto.wav")]) == 0
     saved = json.loads((tones_run / "calibration-2.json").read_text())
     assert saved["solver"] != "fitted_start"  # a class-conditional run makes every call
     assert saved["solver"].startswith(("pc", "fitted")) and len(saved["sigmas"]) == 3 and saved["sigmas"][-1] == 0

@@ -67,15 +67,14 @@ def test_text_run_resumes_exactly_and_samples_from_a_prompt(tmp_path, capsys):
     assert out.is_file()
     # samplers that calibrate their grid call D unconditionally: the run's wrapper, even unguided,
     # answers cond=None with the empty caption
-    from unnoise.conditions.caption import null_condition
-    from unnoise.run.build import load_run
-    from unnoise.pipeline import guided
+    from unnoise.pipeline import Pipeline, SampleRequest
 
-    denoiser, config = load_run(straight)
+    pipe = Pipeline.load(straight, device="cpu")
     x, sigma = torch.randn(2, 3, 32, 32), torch.tensor([2.0, 0.5])
-    null = {k: v.expand(2, *v.shape[1:]) for k, v in null_condition(24, config.model.text_layers).items()}
+    null = pipe.conditions.null(2)
     with torch.no_grad():
-        assert torch.equal(guided(denoiser, config, scale=1.0)(x, sigma), denoiser(x, sigma, null))
+        guided = pipe.guided(SampleRequest(prompt="a red circle", guidance=1.0))
+        assert torch.equal(guided(x, sigma), pipe.denoiser(x, sigma, null))
 
 
 def test_bad_text_layers_is_a_one_line_error(tmp_path, capsys):
