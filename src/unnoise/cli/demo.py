@@ -29,7 +29,10 @@ def run(args) -> None:
     if args.steps is not None:
         d = {**d, "train": {**d["train"], "steps": args.steps}}
     t0 = time.perf_counter()
-    result = train_run(config_from_dict(d), args.out, device=args.device)
+    from ..run.guard import plan_training
+
+    config = plan_training(args.out, resume=False, config=config_from_dict(d), force=True)  # an old demo: aside
+    result = train_run(config, args.out, device=args.device)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     grid, gif = args.out / "demo_samples.png", args.out / "demo_trajectory.gif"
