@@ -184,7 +184,7 @@ def test_resume_changes_allowed_and_refused(tmp_path):
     assert json.loads((tmp_path / "config_history.jsonl").read_text())["changes"]["train.steps"] == [10, 20]
     changed["model"]["network_options"]["hidden"] = 64
     changed["train"]["batch_size"] = 7
-    with pytest.raises(UnnoiseError, match=r"cannot change model.network_options, train.batch_size"):
+    with pytest.raises(UnnoiseError, match=r"cannot change model.network_options.hidden, train.batch_size"):
         config_changes(saved, changed)
 
 

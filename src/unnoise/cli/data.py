@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..data.imagefolder import check_folder
 
+    for flag, value in (("--size", args.size), ("--min-size", args.min_size)):
+        if value is not None and value < 1:
+            raise UnnoiseError(f"{flag} must be >= 1, got {value}")
     if not args.folder.is_dir():
         raise UnnoiseError(f"no such directory: {args.folder}")
     total, problems = check_folder(args.folder, args.size if args.min_size is None else args.min_size)

@@ -87,7 +87,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and key in ("data", "model", "train", "sample") and not prefix:
+        if isinstance(value, dict) and value:
             flat.update(_flatten(value, name + "."))
         else:
             flat[name] = value
@@ -124,7 +124,7 @@ def checkpoint_step(run_dir: Path) -> int:
 def resume_config(run_dir: Path, assignments: list[str] = (), steps: int | None = None):
     """The run's saved config with `--set` assignments (and --steps) applied, validated; returns
     (RunConfig, changes). Refuses changes --resume may not make, and a target step already passed."""
-    from .build import read_run_config
+    from .load import read_run_config
     from .config import apply_overrides, config_from_dict, config_to_dict
 
     run_dir = Path(run_dir)

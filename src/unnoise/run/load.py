@@ -10,7 +10,7 @@ from ..errors import UnnoiseError
 from ..param import Denoiser
 from .build import build_denoiser
 from .checkpoint import read_checkpoint_tensors
-from .config import RunConfig, config_from_dict
+from .config import SECTIONS, RunConfig, config_from_dict
 
 WEIGHTS = ("ema", "model")
 
@@ -24,10 +24,17 @@ def read_run_config(run_dir: Path) -> RunConfig:
     if not path.is_file():
         raise UnnoiseError(f"{run_dir}: not a run directory (missing {path.name})")
     try:
-        with open(path) as f:
-            return config_from_dict(json.load(f), where=str(path))
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
     except json.JSONDecodeError as exc:
         raise UnnoiseError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise UnnoiseError(f"{path}: not a text file (invalid UTF-8)") from None
+    missing = [s for s in SECTIONS if isinstance(saved, dict) and s not in saved]
+    if missing:  # a saved run records every section: a missing one would silently take the defaults
+        raise UnnoiseError(f"{path}: section {missing[0]!r} is missing (a run's config.json records every "
+                           f"section: {', '.join(SECTIONS)})")
+    return config_from_dict(saved, where=str(path))
 
 
 def load_run(run_dir: Path, weights: str = "ema", device: torch.device | None = None) -> tuple[Denoiser, RunConfig]:
