@@ -154,7 +154,7 @@ def section_writers(work: Path) -> dict:
 def section_readers(work: Path, reads: int = 200) -> dict:
     """Load the run `reads` times while its trainer checkpoints every step."""
     from unnoise.errors import UnnoiseError
-    from unnoise.run.build import load_run
+    from unnoise.run.load import load_run
 
     run = work / "read"
     trainer = unnoise("train", *TOY, "--steps", 100000, "--set", "train.checkpoint_every=1", "--out", run)

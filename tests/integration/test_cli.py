@@ -61,7 +61,7 @@ def test_sample_writes_outputs(toy_run, tmp_path, sampler):
 
 
 def test_sampling_is_reproducible_and_batch_invariant(toy_run, tmp_path, assert_close_eps):
-    from unnoise.run.build import load_run
+    from unnoise.run.load import load_run
     from unnoise.pipeline import sample_run
 
     denoiser, config = load_run(toy_run)

@@ -6,7 +6,7 @@ import torch
 
 from unnoise.device import cpu, resolve_device
 from unnoise.errors import UnnoiseError
-from unnoise.run.build import load_run
+from unnoise.run.load import load_run
 from unnoise.run.config import apply_overrides, config_from_dict
 from unnoise.run.presets import preset
 from unnoise.run.training import build_trainer, train_run

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from unnoise.errors import UnnoiseError
-from unnoise.run.build import load_run
+from unnoise.run.load import load_run
 from unnoise.objectives import denoising
 from unnoise.run.training import train_run
 from unnoise.run.config import apply_overrides, config_from_dict

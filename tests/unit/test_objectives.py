@@ -69,7 +69,7 @@ def test_objective_loss_is_draw_then_loss_of(tmp_path):
 
 
 def test_flow_matching_trains_and_samples(tmp_path):
-    from unnoise.run.build import load_run
+    from unnoise.run.load import load_run
     from unnoise.pipeline import sample_run
 
     run = tmp_path / "flow"

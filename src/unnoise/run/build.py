@@ -101,11 +101,3 @@ def require_unconditioned_input(config: RunConfig, run_dir: Path) -> None:
         raise UnnoiseError(f"{run_dir} is an x{config.model.lowres_factor} super-resolution run and needs a "
                            f"low-resolution image: use `unnoise restore {run_dir} --task sr --input IMG`")
 
-
-def __getattr__(name: str):
-    """read_run_config and load_run moved to run/load.py (imported lazily: load.py imports this module)."""
-    if name in ("read_run_config", "load_run"):
-        from . import load
-
-        return getattr(load, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,8 @@ from ..errors import UnnoiseError
 from ..objectives import DenoisingObjective
 from ..train.distributed import Distributed
 from ..train.loop import Batches, Trainer
-from .build import INIT_MODES, build_denoiser, check_init_from, read_run_config, resolve_config
+from .build import INIT_MODES, build_denoiser, check_init_from, resolve_config
+from .load import read_run_config
 from .checkpoint import read_checkpoint_tensors
 from .config import RunConfig, config_to_dict
 
