@@ -52,14 +52,15 @@ def ensure_run(given: Path | None, runs_dir: Path, steps: int | None) -> tuple[P
     return run_dir, round(time.perf_counter() - t0, 1)
 
 
-def sample_pitches(denoiser, config, per_pitch: int, guidance: float, steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_pitches(pipe, per_pitch: int, guidance: float, steps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(clips (N, 1, L), requested MIDI (N,)): per_pitch clips of every class, classes interleaved."""
     from unnoise.audio.pitch import midi_of_name
-    from unnoise.pipeline import sample_run
+    from unnoise.pipeline import SampleRequest
 
+    config = pipe.config
     classes = torch.arange(config.num_classes).repeat(per_pitch)
-    clips = sample_run(denoiser, config, n=len(classes), seed=SEED, cond=classes, guidance=guidance,
-                       steps=steps, batch_size=64)
+    clips = pipe.sample(SampleRequest(n=len(classes), seed=SEED, label=classes, guidance=guidance, steps=steps,
+                                      batch_size=64))
     midi = torch.tensor([midi_of_name(config.class_names[int(c)]) for c in classes])
     return clips, midi
 
@@ -89,15 +90,16 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, help="sampler steps (default: the run's)")
     args = parser.parse_args(argv)
     from unnoise.data import load_dataset
-    from unnoise.run.build import load_run
+    from unnoise.pipeline import Pipeline
 
     run_dir, train_seconds = ensure_run(args.run, args.runs_dir, args.train_steps)
-    denoiser, config = load_run(run_dir)
+    pipe = Pipeline.load(run_dir)
+    config = pipe.config
     rate = config.sample_rate
     results, seconds = {}, {}
     for name, scale in (("guided", args.guidance), ("unguided", 1.0)):
         t0 = time.perf_counter()
-        results[name] = sample_pitches(denoiser, config, args.per_pitch, scale, args.steps)
+        results[name] = sample_pitches(pipe, args.per_pitch, scale, args.steps)
         seconds[name] = round(time.perf_counter() - t0, 1)
         if not args.json:
             print(f"{name}: {len(results[name][0])} clips in {seconds[name]} s", file=sys.stderr)

@@ -47,8 +47,7 @@ def main(argv=None) -> int:
     parser.add_argument("--set", action="append", default=[], help="config overrides for the trained run")
     args = parser.parse_args(argv)
 
-    from unnoise.run.build import load_run
-    from unnoise.pipeline import sample_run
+    from unnoise.pipeline import Pipeline, SampleRequest
     from unnoise.run.config import apply_overrides, config_from_dict
     from unnoise.run.training import train_run as train
     from unnoise.run.presets import preset
@@ -61,9 +60,9 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         train(config, run_dir)
         train_seconds = time.perf_counter() - t0
-    denoiser, config = load_run(run_dir)
+    pipe = Pipeline.load(run_dir)
     t0 = time.perf_counter()
-    samples = sample_run(denoiser, config, n=args.n, seed=12345)
+    samples = pipe.sample(SampleRequest(n=args.n, seed=12345))  # the run's sampler, grid and steps
     sample_seconds = time.perf_counter() - t0
     result = score_samples(samples, digit_classifier())
     result.update({"train_seconds": train_seconds and round(train_seconds, 1),

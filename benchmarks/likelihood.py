@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from unnoise.eval.nll import evaluate_nll, evaluation_data, vlb_estimate
-    from unnoise.run.build import load_run
+    from unnoise.pipeline import Pipeline
     from unnoise.run.training import train_run as train
 
     result = {"steps": args.steps, "train_seconds_by_model": {}}
@@ -64,7 +64,8 @@ def main(argv=None) -> int:
         best = evaluate_nll(run, n=args.n, split="test", vlb_variance=None if name == "hybrid" else "fixed_large",
                             draws=args.draws, batch=args.n)
         if name == "simple":  # no learned variance: bound with the better fixed one
-            denoiser, run_config = load_run(run)
+            pipe = Pipeline.load(run)
+            denoiser, run_config = pipe.denoiser, pipe.config
             small = vlb_estimate(denoiser, evaluation_data(run_config, args.n, 0, "test"),
                                  levels=best["data"]["levels"], variance="fixed_small", batch=args.n, seed=0)
             by_variance = {"fixed_large": best["vlb"]["bpd"], "fixed_small": small["bpd"]}

@@ -81,12 +81,10 @@ def _write_record(run_dir: Path, steps: int, batch: int, seconds: float, **extra
 
 
 def sample_ours(run_dir: Path, n: int) -> dict[int, torch.Tensor]:
-    from unnoise.run.build import load_run
-    from unnoise.pipeline import sample_run
+    from unnoise.pipeline import Pipeline, SampleRequest
 
-    denoiser, config = load_run(run_dir)
-    return {nfe: sample_run(denoiser, config, n=n, seed=SAMPLE_SEED, sampler="auto", steps=nfe, cache_dir=run_dir)
-            for nfe in NFES}
+    pipe = Pipeline.load(run_dir)
+    return {nfe: pipe.sample(SampleRequest(n=n, seed=SAMPLE_SEED, sampler="auto", nfe=nfe)) for nfe in NFES}
 
 
 def diffusers_model():
@@ -232,10 +230,9 @@ def save_samples(samples: dict[int, torch.Tensor], path: Path) -> None:
 
 
 def _param_count(run_dir: Path) -> int:
-    from unnoise.run.build import load_run
+    from unnoise.pipeline import Pipeline
 
-    denoiser, _ = load_run(run_dir)
-    return sum(p.numel() for p in denoiser.parameters())
+    return sum(p.numel() for p in Pipeline.load(run_dir).denoiser.parameters())
 
 
 if __name__ == "__main__":

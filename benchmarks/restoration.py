@@ -113,22 +113,20 @@ def repeat_rows(operator, y: torch.Tensor, k: int):
 def restore_with(run_dir: Path, method: str, operator, y: torch.Tensor, k: int, steps: int,
                  batch: int, resample: int) -> torch.Tensor:
     """K posterior samples per measurement row: (N, K, C, H, W)."""
-    from unnoise.restore.sampling import MethodOptions, posterior_samples
-    from unnoise.run.build import load_run
-    from unnoise.pipeline import grid_for
+    from unnoise.pipeline import Pipeline, RestoreRequest
+    from unnoise.restore.sampling import MethodOptions
 
-    denoiser, config = load_run(run_dir)
-    sigmas = grid_for(denoiser, config, steps)
+    pipe = Pipeline.load(run_dir)
+    config = pipe.config
     n = y.shape[0]
     op_rows, y_rows = (None, y.repeat_interleave(k, dim=0)) if method == "sr3" else repeat_rows(operator, y, k)
     out = []
     for start in range(0, n * k, batch):
         rows = slice(start, min(n * k, start + batch))
         op = _rows_of(op_rows, rows)
-        out.append(posterior_samples(denoiser, op, y_rows[rows], config.data_shape, sigmas, method=method,
-                                     seeds=range(SEED + start, SEED + rows.stop),
-                                     sr_scale=config.model.super_resolution,
-                                     options=MethodOptions(resample=resample, cg_iterations=20)).float())
+        request = RestoreRequest(y=y_rows[rows], operator=op, method=method, n=rows.stop - start, seed=SEED + start,
+                                 steps=steps, options=MethodOptions(resample=resample, cg_iterations=20))
+        out.append(pipe.restore(request).samples)
     return torch.cat(out).reshape(n, k, *config.data_shape)
 
 

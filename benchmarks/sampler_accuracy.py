@@ -16,7 +16,8 @@ RMS per coordinate between a method's output and the reference, sqrt(mean((x - x
 calls actually made while sampling. "mode_flips" counts outputs whose nearest mixture mean differs from the
 reference's: one flipped sample in 4,000 adds ~0.02 (gmm32) to the RMS, so read the errors with it.
 
-Rows: every deterministic sampler of ours (`unnoise.sample.auto.budget.DETERMINISTIC`) and these diffusers
+Rows: every deterministic sampler of ours (`unnoise.sample.DETERMINISTIC`, run through
+`unnoise.sample.plan.plan_sampling` as `unnoise sample --nfe N` runs them; `auto` calibrated as it ships) and these diffusers
 schedulers, driven by an exact epsilon "network" eps(x_vp, t) = (x_ve - D(x_ve, sigma(t))) / sigma(t),
 x_ve = x_vp sqrt(1 + sigma(t)^2), sigma(t) interpolated linearly in log-sigma for fractional t:
   ddim (trailing spacing, no clipping), euler_karras, heun_karras, dpmpp_2m, dpmpp_2m_karras, dpmpp_3m,
@@ -104,19 +105,17 @@ def reference(gm, x_start: torch.Tensor, sigma_max: float, steps: int) -> torch.
 
 
 def run_ours(name: str, gm, x_start: torch.Tensor, nfe: int, process) -> tuple[torch.Tensor, int, int, str | None]:
-    """(output, model calls while sampling, calls spent in an optional preparation step, and for `auto`
-    the candidate it chose)."""
-    from unnoise.sample import budget
+    """(output, model calls while sampling, calls spent preparing (auto's calibration), and for `auto`
+    the candidate it chose). Through `plan_sampling`, the path `unnoise sample` and the Pipeline take:
+    the registered grid and budget of each sampler, and auto calibrated at the effort that ships."""
+    from unnoise.sample.plan import plan_sampling
 
     counted = Counted(gm)
-    prepare_calls = 0
-    if hasattr(budget, "prepare_budget"):
-        budget.prepare_budget(name, counted, nfe=nfe, process=process, shape=tuple(x_start.shape[1:]))
-        prepare_calls, counted.calls = counted.calls, 0
+    plan = plan_sampling(name, counted, process, tuple(x_start.shape[1:]), nfe=nfe)
+    prepare_calls, counted.calls = counted.calls, 0
     with torch.no_grad():
-        out = budget.run_budget(name, counted, x_start.clone(), nfe=nfe, process=process)
-    choice = getattr(budget, "_calibrations", {}).get(counted, {}).get((nfe, tuple(x_start.shape[1:])))
-    return out, counted.calls, prepare_calls, getattr(choice, "name", None)
+        out = plan.function(counted, x_start.clone(), plan.sigmas)
+    return out, counted.calls, prepare_calls, plan.choice
 
 
 # ----------------------------------------------------------------------------- diffusers
@@ -349,10 +348,10 @@ def main(argv=None) -> int:
         parser.error("--nfe needs positive integers")
 
     diffusers = import_diffusers()
-    from unnoise.sample import budget
+    from unnoise.sample import DETERMINISTIC
 
-    default = getattr(budget, "DEFAULT_SAMPLER", "heun")
-    ours_names = list(budget.DETERMINISTIC) + ([default] if default not in budget.DETERMINISTIC else [])
+    default = "auto"  # the most accurate at a budget: the one the target is about
+    ours_names = [name for name in DETERMINISTIC if name != default] + [default]
 
     def log(msg: str) -> None:
         if not args.json:

@@ -47,22 +47,20 @@ def train_preset(name: str, overrides: list[str]) -> tuple[Path, float]:
 
 
 def shapes_scores(run_dir: Path, scales, n: int, sampler: str, steps: int) -> dict:
-    from unnoise.conditions.caption import encode_captions
     from unnoise.data import load_dataset
     from unnoise.data.shapes import analyze_shapes, score_against
-    from unnoise.run.build import load_run
-    from unnoise.pipeline import sample_run
+    from unnoise.pipeline import Pipeline, SampleRequest
 
-    denoiser, config = load_run(run_dir)
+    pipe = Pipeline.load(run_dir)
+    config = pipe.config
     options = {k: v for k, v in config.data.options.items() if k in ("objects", "size")}
     out = {}
     for scale in scales:
         out[str(scale)] = {}
         for split in ("seen", "heldout"):
             data = load_dataset("shapes", split="test" if split == "seen" else "heldout", n=n, seed=1, **options)
-            cond = encode_captions(data.captions, config.model.text_max_tokens, config.model.text_layers)
-            x = sample_run(denoiser, config, n=n, seed=SEED, sampler=sampler, steps=steps, cond=cond,
-                           guidance=float(scale))
+            x = pipe.sample(SampleRequest(n=n, seed=SEED, sampler=sampler, steps=steps, prompt=list(data.captions),
+                                          guidance=float(scale)))
             scores = score_against(data.scenes, analyze_shapes(x))
             out[str(scale)][split] = {k: round(scores[k], 4) for k in ATTRIBUTES}
         print(f"shapes guidance {scale}: {out[str(scale)]}", file=sys.stderr)
@@ -71,15 +69,14 @@ def shapes_scores(run_dir: Path, scales, n: int, sampler: str, steps: int) -> di
 
 def digits_scores(run_dir: Path, scales, n: int, sampler: str, steps: int) -> dict:
     from unnoise.eval.features import extractor_for
-    from unnoise.run.build import load_run
-    from unnoise.pipeline import sample_run
+    from unnoise.pipeline import Pipeline, SampleRequest
 
-    denoiser, config = load_run(run_dir)
+    pipe = Pipeline.load(run_dir)
     extractor, labels = extractor_for("digits"), torch.arange(n) % 10
     out = {}
     for scale in scales:
-        x = sample_run(denoiser, config, n=n, seed=SEED, sampler=sampler, steps=steps, cond=labels,
-                       guidance=float(scale))
+        x = pipe.sample(SampleRequest(n=n, seed=SEED, sampler=sampler, steps=steps, label=labels,
+                                      guidance=float(scale)))
         with torch.no_grad():
             out[str(scale)] = round(float((extractor.logits(x).argmax(1) == labels).double().mean()), 4)
         print(f"digits guidance {scale}: {out[str(scale)]}", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .conditions import conditions_for, slice_condition
+from .conditions import conditions_for, named_condition, slice_condition
 from .device import cpu, resolve_device
 from .errors import UnnoiseError
 from .guide import cfg
@@ -101,7 +101,12 @@ class Pipeline:
     def condition(self, request: SampleRequest, n: int):
         """The condition dict of n samples for the request (the null condition when it names none)."""
         if request.cond is not None:
-            return request.cond
+            return named_condition(request.cond)  # labels (n,) or a text dict: as named parts
+        lowres = self.conditions.get("lowres")
+        if lowres is not None:
+            run = self.run_dir or "RUN"
+            raise UnnoiseError(f"{run} is an x{lowres.factor} super-resolution run and needs a low-resolution image: "
+                               f"use `unnoise restore {run} --task sr --input IMG` (Pipeline.restore)")
         values = {"label": request.label, "prompt": request.prompt}
         return self.conditions.from_request(values, n, self.device)
 

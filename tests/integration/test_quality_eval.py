@@ -62,3 +62,8 @@ def test_class_conditional_eval_reports_per_class_accuracy_under_guidance(tmp_pa
     capsys.readouterr()
     assert main(["sample", str(run), "--guidance", "2", "--n", "2", "--out", str(tmp_path / "x.png")]) == 2
     assert "--class" in capsys.readouterr().err
+    out = tmp_path / "huge.png"  # an absurd guidance scale: a one-line error naming it, never a silent image
+    assert main(["sample", str(run), "--class", "3", "--guidance", "1e30", "--n", "2", "--sampler", "heun",
+                 "--steps", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite" in err[0] and "--guidance 1e+30" in err[0] and not out.exists()
