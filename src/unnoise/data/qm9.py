@@ -25,7 +25,7 @@ from ..errors import UnnoiseError
 from ..molecules.counts import AtomCountDistribution
 from ..molecules.features import QM9_HEAVY_TYPES, QM9_TYPES, AtomFeatures, atom_mask_of, molecule_tensor
 from ..molecules.zero_com import project
-from .base import ArrayDataset, choice
+from .base import ArrayDataset, choice, positive_int
 
 INSTALL = "pip install qm9pack"
 CHARACTERISED = 130_831
@@ -124,12 +124,24 @@ def _split_records(split: str) -> tuple:
     return tuple(read_records(split_rows(split)))
 
 
+def _flag(value, field: str) -> bool:
+    """A bool option, also given as the strings true/false/1/0/yes/no (as a CLI passes it)."""
+    if isinstance(value, bool):
+        return value
+    key = str(value).strip().lower()
+    if key in ("true", "1", "yes"):
+        return True
+    if key in ("false", "0", "no"):
+        return False
+    raise UnnoiseError(f"{field} must be true or false, got {value!r}")
+
+
 def load_qm9(split: str = "train", hydrogens: bool = True, charges: bool = True, limit: int = 0) -> ArrayDataset:
     """QM9's `split` (train, valid, test) with or without hydrogens; `limit` > 0 keeps the first molecules."""
     split = choice(split, "qm9 split", tuple(SPLIT_SIZES))
-    if isinstance(limit, bool) or int(limit) < 0:
-        raise UnnoiseError(f"qm9 limit must be a non-negative integer, got {limit!r}")
+    hydrogens, charges = _flag(hydrogens, "qm9 hydrogens"), _flag(charges, "qm9 charges")
+    limit = 0 if limit in (0, "0") else positive_int(limit, "qm9 limit")
     records = list(_split_records(split))
-    records = records[: int(limit)] if int(limit) else records
+    records = records[:limit] if limit else records
     suffix = "" if hydrogens else "-noh"
-    return molecules_dataset(records, bool(hydrogens), bool(charges), name=f"qm9{suffix}[{split}]")
+    return molecules_dataset(records, hydrogens, charges, name=f"qm9{suffix}[{split}]")
