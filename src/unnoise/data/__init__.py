@@ -13,6 +13,7 @@ from unnoise.data.digits import load_digits
 from unnoise.data.imagefolder import load_imagefolder
 from unnoise.data.landscapes import load_landscapes
 from unnoise.data.photos import load_photos
+from unnoise.data.qm9 import load_qm9
 from unnoise.data.shakespeare_works import load_shakespeare
 from unnoise.data.shapes import load_shapes
 from unnoise.data.textfolder import load_textfolder
@@ -31,6 +32,7 @@ DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "photos": load_photos,
     "shakespeare": load_shakespeare,
     "textfolder": load_textfolder,
+    "qm9": load_qm9,
 }
 
 
@@ -62,6 +64,7 @@ __all__ = [
     "load_imagefolder",
     "load_landscapes",
     "load_photos",
+    "load_qm9",
     "load_shapes",
     "load_tones",
     "load_toy2d",
