@@ -233,3 +233,58 @@ def test_plan_training_refuses_before_writing_and_force_moves_aside(tmp_path):
         plan_training(run, resume=True, flags_given=["--preset", "--set"])
     assert plan_training(run, resume=False, config="new", force=True) == "new"
     assert not run.exists() and len(list(tmp_path.glob("run.replaced-*"))) == 1
+
+
+# ------------------------------------------------------------------------------------------ the train command
+
+TOY = ["--preset", "toy2d", "--set", "model.network_options.hidden=16", "--set", "model.network_options.depth=1",
+       "--set", "data.options.n=64", "--set", "train.batch_size=16", "--set", "train.sample_every=0"]
+
+
+def test_train_command_force_resume_overrides_and_step_count(tmp_path, capsys):
+    from unnoise.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", *TOY, "--steps", "4", "--out", str(run)]) == 0
+    assert "trained 4 steps" in capsys.readouterr().out
+    assert main(["train", "--resume", "--steps", "6", "--set", "train.lr=5e-4", "--out", str(run)]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out  # this invocation's, not the target step
+    history = [json.loads(line) for line in (run / "config_history.jsonl").read_text().splitlines()]
+    assert history[-1]["step"] == 4 and history[-1]["changes"]["train.steps"] == [4, 6]
+    assert history[-1]["changes"]["train.lr"][1] == 5e-4
+    assert json.loads((run / "config.json").read_text())["train"]["lr"] == 5e-4
+    assert main(["train", *TOY, "--steps", "2", "--force", "--out", str(run)]) == 0
+    aside = list(tmp_path.glob("run.replaced-*"))
+    assert len(aside) == 1 and (aside[0] / "config_history.jsonl").exists()
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 2
+
+
+def test_short_runs_checkpoint_within_their_length(tmp_path):
+    from unnoise.cli.main import main
+
+    run = tmp_path / "run"
+    assert main(["train", *TOY, "--steps", "8", "--set", "train.checkpoint_every=2000", "--out", str(run)]) == 0
+    steps = sorted(int(p.name.split("_")[1]) for p in (run / "history").iterdir())
+    assert steps == [4, 6, 8]  # every ceil(8 / 4) = 2 steps, the last 3 kept
+
+
+def test_ctrl_c_checkpoints_and_names_the_resume_step(tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "unnoise", "train", *TOY, "--steps", "100000",
+                             "--set", "train.checkpoint_every=0", "--set", "train.checkpoint_minutes=0",
+                             "--out", str(run)], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not (run / "metrics.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    line = next(l for l in err.splitlines() if "interrupted at step" in l)
+    step = int(line.split("interrupted at step ")[1].split(";")[0])
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == step > 0
+    assert f"--resume --out {run}" in line and "Traceback" not in err
