@@ -1,12 +1,16 @@
 """Settings and helpers shared by every test.
 
-Two intra-op threads everywhere: results then do not depend on how many cores the machine has, and the
-tests still exercise the multi-threaded kernels whose reduction order differs from the single-threaded ones.
+A fixed number of intra-op threads: 2 unless OMP_NUM_THREADS says otherwise. Results then do not depend
+on how many cores the machine has, the tests exercise the multi-threaded kernels (whose reduction order
+differs from the single-threaded ones), and `OMP_NUM_THREADS=1` on a shared machine really means one
+thread: OpenMP barriers spin, so two threads per process on an oversubscribed machine crawl.
 """
+import os
+
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
 
 
 def assert_close_eps(actual: torch.Tensor, expected: torch.Tensor, ulps: float = 64, scale=None, what: str = ""):
