@@ -100,7 +100,7 @@ def train_diffusers(images: torch.Tensor, steps: int, batch: int, seed: int = 0)
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
-    from unnoise.train.progress import Progress
+    from unnoise.run.progress import Progress
 
     torch.manual_seed(seed)
     model = diffusers_model().train()

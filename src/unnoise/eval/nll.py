@@ -11,7 +11,7 @@ from ..data import load_dataset
 from ..errors import UnnoiseError
 from ..likelihood import dequantize, ode_log_likelihood
 from ..pipeline import Pipeline
-from ..train.progress import Progress
+from ..run.progress import Progress
 from ..vlb import VARIANCES, bound_unavailable, variational_bound
 
 EXACT_DIVERGENCE_UP_TO = 32  # dimensions; above this `auto` uses Hutchinson's estimator

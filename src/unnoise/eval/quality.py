@@ -11,7 +11,7 @@ import torch
 
 from ..data import DATASETS, load_dataset
 from ..pipeline import Pipeline, SampleRequest
-from ..train.progress import Progress
+from ..run.progress import Progress
 from .features import extractor_for
 from .metrics import fd, kid, precision_recall
 

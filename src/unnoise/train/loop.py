@@ -23,7 +23,7 @@ from ..errors import UnnoiseError
 from ..run.checkpoint import load_training_state, load_weights, resume_checkpoint, save_checkpoint, write_json
 from .distributed import Distributed
 from .ema import EMA
-from .progress import Progress
+from ..run.progress import Progress
 
 log = logging.getLogger("unnoise.train")
 Preview = Callable[[nn.Module, int], None]  # (EMA denoiser, step) -> None: e.g. write a sample grid
