@@ -8,7 +8,8 @@ import math
 import torch
 
 from unnoise.molecules.features import mask_from_counts
-from unnoise.molecules.zero_com import ZeroCoMNoise, centre_of_mass, project, subspace_dimension
+from unnoise.molecules.zero_com import (ZeroCoMNoise, centre_of_mass, project, subspace_dimension,
+                                         subspace_gaussian_log_density)
 from unnoise.sample import euler_ancestral
 
 EPS = torch.finfo(torch.float64).eps
@@ -43,7 +44,8 @@ def test_noise_covariance_is_the_subspace_projection():
     projection = torch.eye(n, dtype=torch.float64) - 1.0 / n  # P = I - 11^T / n
     per_atom = torch.block_diag(torch.eye(3, dtype=torch.float64), torch.eye(F, dtype=torch.float64))
     positions = torch.diag(torch.tensor([1.0] * 3 + [0.0] * F, dtype=torch.float64))
-    expected = torch.kron(torch.eye(n, dtype=torch.float64), per_atom) + torch.kron(projection - torch.eye(n, dtype=torch.float64), positions)
+    identity = torch.eye(n, dtype=torch.float64)
+    expected = torch.kron(identity, per_atom) + torch.kron(projection - identity, positions)  # P on positions
     assert float((empirical - expected).abs().max()) <= 6 * math.sqrt(2 / draws)
     # the expected covariance's rank is the subspace dimension (n - 1) * 3 + n * F
     assert int(torch.linalg.matrix_rank(expected)) == int(subspace_dimension(mask[:1], F)) == (n - 1) * 3 + n * F
@@ -67,3 +69,18 @@ def test_a_sampler_with_zero_com_noise_stays_in_the_subspace():
     sample = euler_ancestral(exact_denoiser, x, sigmas, noise=noise)
     assert float(centre_of_mass(sample[..., :3], mask).abs().max()) <= 100 * EPS * float(sample.abs().max())
     assert torch.equal(sample[~mask], torch.zeros_like(sample[~mask]))
+
+
+def test_subspace_log_density_equals_the_gaussian_in_an_orthonormal_basis():
+    """In an orthonormal basis V of the zero-mean positions (per axis, n - 1 columns) the projected
+    molecule has coordinates c = V^T p, and log N(c; 0, sigma^2 I_d) is the subspace density."""
+    n, sigma = 4, 0.7
+    mask = mask_from_counts(torch.tensor([n]), 6)
+    x = project(torch.randn(1, 6, 3 + F, generator=torch.Generator().manual_seed(3), dtype=torch.float64), mask)
+    basis = torch.linalg.qr(torch.eye(n, dtype=torch.float64) - 1.0 / n)[0][:, : n - 1]  # spans 1-perp
+    coordinates = torch.cat([(basis.T @ x[0, :n, :3]).flatten(), x[0, :n, 3:].flatten()])
+    scale = torch.tensor(sigma, dtype=torch.float64)
+    expected = torch.distributions.Normal(torch.zeros((), dtype=torch.float64), scale).log_prob(coordinates).sum()
+    actual = subspace_gaussian_log_density(x, mask, scale)
+    assert coordinates.numel() == int(subspace_dimension(mask, F))
+    assert abs(float(actual) - float(expected)) <= 100 * EPS * abs(float(expected))

@@ -82,8 +82,8 @@ def test_broken_valences_are_unstable():
 @needs_rdkit
 def test_validity_on_hand_built_molecules():
     from unnoise.molecules.validity import smiles_of
-    pentavalent = (np.vstack([np.zeros(3), 1.09 * np.array([[0, 0, 1], [0, 0, -1], [1, 0, 0],
-                                                              [-0.5, 0.866, 0], [-0.5, -0.866, 0]])]), ["C"] + ["H"] * 5)
+    bipyramid = np.array([[0, 0, 1], [0, 0, -1], [1, 0, 0], [-0.5, 0.866, 0], [-0.5, -0.866, 0]])
+    pentavalent = (np.vstack([np.zeros(3), 1.09 * bipyramid]), ["C"] + ["H"] * 5)
     detached = methane()
     detached[0][4] = [5.0, 5.0, 5.0]
     acetylene = (np.array([[0, 0, 0.6], [0, 0, -0.6], [0, 0, 1.66], [0, 0, -1.66]]), ["C", "C", "H", "H"])

