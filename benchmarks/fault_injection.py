@@ -203,7 +203,11 @@ from unnoise.run.threads import apply_threads
 from unnoise.run.training import build_trainer
 config = config_from_dict(preset("digits"))
 trainer = build_trainer(config, tempfile.mkdtemp(prefix="speed"), preview=False)
-threads = apply_threads(0) if policy == "chosen" else torch.get_num_threads()
+if policy == "chosen":
+    threads = apply_threads(0)
+else:  # torch's default: one thread per usable core (build_trainer applied the policy; undo it)
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
 for _ in range(5):
     trainer.train_step()
 start, steps = time.perf_counter(), 0
