@@ -26,6 +26,7 @@ from .device import cpu, resolve_device
 from .errors import UnnoiseError
 from .guide import cfg
 from .run.config import RunConfig
+from .run.text import TextModel
 from .sample import generate, sampler_spec
 from .sample.plan import SamplingPlan, plan_sampling
 
@@ -34,7 +35,8 @@ from .sample.plan import SamplingPlan, plan_sampling
 class SampleRequest:
     """What to sample. `n` defaults to the run's sample.n; sample i uses seed `seed + i`. Condition values:
     `label` (an index or class name, or one per sample), `prompt` (a caption); or `cond`, a condition dict
-    already built for n samples (training previews). Guidance settings default to the run's."""
+    already built for n samples (training previews). Guidance settings default to the run's. A text run
+    (run/text.py) takes `prompt` as a prefix, `infill` (text with '[MASK:k]' spans), `length` and `nfe`."""
 
     n: int | None = None
     seed: int = 0
@@ -51,6 +53,8 @@ class SampleRequest:
     guidance_rescale: float | None = None
     callback: Callable | None = None
     batch_size: int = 250
+    length: int | None = None  # text runs: tokens per sample (default: the model's context)
+    infill: str | None = None  # text runs: the text to complete, e.g. "To be, or [MASK:8] to be"
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class Pipeline:
         self.denoiser = denoiser.to(self.device) if hasattr(denoiser, "to") else denoiser
         self.config, self.run_dir = config, None if run_dir is None else Path(run_dir)
         self.conditions = conditions_for(config)
+        self.text = self.denoiser if isinstance(self.denoiser, TextModel) else None  # a text run's model
         self.calibrations: dict = {}  # auto's calibrations made or read by this pipeline
 
     @classmethod
@@ -144,13 +149,15 @@ class Pipeline:
 
     @torch.no_grad()
     def sample(self, request: SampleRequest = SampleRequest()) -> Tensor:
-        """n samples (n, *data_shape), float32 on the host, with per-sample seeds: any batch size gives
-        the same samples. A non-finite sample is an error naming the settings."""
+        """n samples (n, *data_shape), float32 on the host (a text run: int64 token ids), with per-sample
+        seeds: any batch size gives the same samples. A non-finite sample is an error naming the settings."""
         n = self.config.sample.n if request.n is None else request.n
         if not isinstance(n, int) or n < 1:
             raise UnnoiseError(f"n must be an integer >= 1, got {n!r}")
         if request.batch_size < 1:
             raise UnnoiseError(f"batch size must be >= 1, got {request.batch_size}")
+        if self.text is not None:  # token ids (n, length) int64; self.text.decode(ids) -> strings
+            return self.text.sample(request, n, self.config.sample)
         cond = self.condition(request, n)
         denoiser = self.guided(request)
         plan = self.plan(request, denoiser)

@@ -63,19 +63,27 @@ def request_template(tokenizer, length: int, prompt: str | None = None, infill: 
 
 
 @torch.no_grad()
-def generate_text(model: Transformer, process: CategoricalProcess | None, tokenizer, seeds, length: int,
-                  nfe: int = 64, prompt: str | None = None, infill: str | None = None,
-                  method: str = "ancestral") -> list[str]:
-    """One string per seed: diffusion runs take `nfe` reverse steps; the AR run decodes left to right."""
+def generate_tokens(model: Transformer, process: CategoricalProcess | None, tokenizer, seeds, length: int,
+                    nfe: int = 64, prompt: str | None = None, infill: str | None = None,
+                    method: str = "ancestral") -> Tensor:
+    """Token ids (len(seeds), length), one row per seed: diffusion runs take `nfe` reverse steps; the AR run
+    decodes left to right (a prompt's ids are kept as its first tokens)."""
     template = request_template(tokenizer, length, prompt, infill)
     if process is None:
         if infill:
             raise UnnoiseError("--infill needs a diffusion run; an autoregressive run only continues a --prompt")
         prompt_ids = None if template is None else template[template != FREE]
-        tokens = sample_autoregressive(model, seeds, length, prompt=prompt_ids, device=_device_of(model))
-    else:
-        tokens = sample_tokens(model, process, seeds, length, nfe, template=template, method=method,
-                               device=_device_of(model))
+        return sample_autoregressive(model, seeds, length, prompt=prompt_ids, device=_device_of(model))
+    return sample_tokens(model, process, seeds, length, nfe, template=template, method=method,
+                         device=_device_of(model))
+
+
+@torch.no_grad()
+def generate_text(model: Transformer, process: CategoricalProcess | None, tokenizer, seeds, length: int,
+                  nfe: int = 64, prompt: str | None = None, infill: str | None = None,
+                  method: str = "ancestral") -> list[str]:
+    """One string per seed (generate_tokens, decoded)."""
+    tokens = generate_tokens(model, process, tokenizer, seeds, length, nfe, prompt, infill, method)
     return [tokenizer.decode(row) for row in tokens.cpu()]
 
 

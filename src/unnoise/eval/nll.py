@@ -76,6 +76,11 @@ def evaluate_nll(run_dir: Path, *, n: int = 256, seed: int = 0, split: str | Non
     if n < 1:
         raise UnnoiseError(f"--n must be >= 1, got {n}")
     pipe = Pipeline.load(run_dir, device=device, weights=weights)
+    if pipe.text is not None:  # a text run: held-out bits per character (eval/text.py)
+        from .text import evaluate_text_nll
+
+        return evaluate_text_nll(pipe, run_dir, n=n, seed=seed, split=split, batch=batch, draws=draws,
+                                 weights=weights)
     denoiser, config = pipe.denoiser, pipe.config
     pipe.conditions.from_request({}, 1)  # a run that needs an input (super-resolution) has no density of its own
     x = evaluation_data(config, n, seed, split).to(pipe.device)

@@ -10,6 +10,7 @@ import math
 import torch
 
 from ..data import DATASETS, load_dataset
+from ..errors import UnnoiseError
 from ..pipeline import Pipeline, SampleRequest
 from ..run.progress import Progress
 from .features import extractor_for
@@ -45,6 +46,8 @@ def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str | No
     conditional runs generate equal numbers of each class (labels 0, 1, ..., K-1, 0, ...) at guidance scale
     `guidance` (default: the run's) and also report per-class accuracy."""
     pipe = Pipeline.load(run_dir, device=device, weights=weights)
+    if pipe.text is not None:
+        raise UnnoiseError(f"{run_dir} is a text run: evaluate it with --nll (held-out bits per character)")
     config = pipe.config
     labels = torch.arange(n) % config.num_classes if pipe.conditions.get("label") is not None else None
     if labels is not None and guidance is None:

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..errors import UnnoiseError, unknown_name
 from .mlp import MLP, MLPConfig
+from .transformer import Transformer, TransformerConfig
 from .unet import UNet, UNetConfig
 from .wavenet import WaveNet, WaveNetConfig
 
@@ -15,6 +16,9 @@ NETWORKS: dict[str, tuple[type, type[nn.Module]]] = {
     "mlp": (MLPConfig, MLP),
     "unet": (UNetConfig, UNet),
     "wavenet": (WaveNetConfig, WaveNet),
+    # over token ids (text runs): vocab_size, input_size, causal and time_conditioned are filled from the data
+    # and the categorical process by run/text.py
+    "transformer": (TransformerConfig, Transformer),
 }
 
 

@@ -12,13 +12,25 @@ from ..nn import build_network
 from ..param import Denoiser
 from ..process import make_process
 from .config import RunConfig
+from .text import check_text_config, is_text_config, text_network_options, tokenizer_summary
 
 
 def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: int = 0, class_names=(),
-                   sample_rate: int = 0, modality: str = "", data_dtype: str = "float32") -> RunConfig:
+                   sample_rate: int = 0, modality: str = "", data_dtype: str = "float32", vocab_size: int = 0,
+                   tokenizer: dict | None = None) -> RunConfig:
     """Fill the network's input size and classes from the data, so the saved config is complete;
-    `modality` and `data_dtype` come from the dataset's DataSpec."""
+    `modality`, `data_dtype` and `vocab_size` come from the dataset's DataSpec, `tokenizer` (token data:
+    its to_dict()) from the dataset."""
     check_options(config)
+    check_text_config(config, modality, config.data.name)
+    if is_text_config(config):
+        if config.tokenizer and tokenizer is not None and dict(tokenizer) != config.tokenizer:
+            raise UnnoiseError(f"data {config.data.name!r}: its tokenizer ({tokenizer_summary(tokenizer)}) differs "
+                               f"from the run's ({tokenizer_summary(config.tokenizer)}); the texts changed")
+        options = text_network_options(config, shape, vocab_size)
+        model = dataclasses.replace(config.model, network_options=options)
+        return dataclasses.replace(config, model=model, data_shape=tuple(shape), modality=modality,
+                                   data_dtype=data_dtype, vocab_size=int(vocab_size), tokenizer=dict(tokenizer or {}))
     options = dict(config.model.network_options)
     outputs = 2 if config.model.learned_variance else 1  # the variance output doubles the channels
     if config.model.network == "unet":
@@ -88,7 +100,12 @@ def check_init_from(init: dict) -> None:
 
 
 def build_denoiser(config: RunConfig) -> Denoiser:
-    """The denoiser (network + process + parameterization) a resolved config describes."""
+    """The denoiser (network + process + parameterization) a resolved config describes; for a text run its
+    TextModel (transformer + categorical process + tokenizer, run/text.py)."""
+    if is_text_config(config):
+        from .text import build_text_model
+
+        return build_text_model(config)
     m = config.model
     net = build_network(m.network, dict(m.network_options))
     process = make_process(m.process, **m.process_options)

@@ -98,6 +98,8 @@ class RunConfig:
     sample_rate: int = 0  # audio: samples per second of the data (0: not audio)
     modality: str = ""  # image | audio | points | tokens | video | molecule ("" in older configs: see spec_of)
     data_dtype: str = "float32"  # int64 for token ids
+    vocab_size: int = 0  # tokens: ids 0..vocab_size-1 (0: not tokens)
+    tokenizer: dict = field(default_factory=dict)  # tokens: the dataset's tokenizer (Tokenizer.to_dict())
 
     @property
     def spec(self):
@@ -106,7 +108,7 @@ class RunConfig:
 
 
 RESOLVED = ("data_shape", "num_classes", "data_levels", "class_names", "sample_rate", "modality",
-            "data_dtype")  # filled from the data
+            "data_dtype", "vocab_size", "tokenizer")  # filled from the data
 
 
 def spec_of(config: RunConfig):
@@ -121,7 +123,8 @@ def spec_of(config: RunConfig):
         modality = "audio" if config.sample_rate > 0 else "points" if len(shape) == 1 else "image"
     return DataSpec(shape=tuple(config.data_shape), modality=modality, dtype=config.data_dtype or "float32",
                     levels=config.data_levels, sample_rate=config.sample_rate,
-                    class_names=tuple(config.class_names), num_classes=config.num_classes)
+                    class_names=tuple(config.class_names), num_classes=config.num_classes,
+                    vocab_size=config.vocab_size)
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 
 
@@ -172,7 +175,8 @@ def config_from_dict(d: dict, where: str = "config") -> RunConfig:
         config = RunConfig(**parts, data_shape=tuple(d.get("data_shape", ())),
                            num_classes=int(d.get("num_classes", 0)), data_levels=int(d.get("data_levels", 0)),
                            class_names=tuple(d.get("class_names", ())), sample_rate=int(d.get("sample_rate", 0)),
-                           modality=str(d.get("modality", "")), data_dtype=str(d.get("data_dtype", "float32")))
+                           modality=str(d.get("modality", "")), data_dtype=str(d.get("data_dtype", "float32")),
+                           vocab_size=int(d.get("vocab_size", 0)), tokenizer=dict(d.get("tokenizer") or {}))
     except (TypeError, ValueError) as exc:
         raise UnnoiseError(f"{where}: bad resolved field ({exc})") from None
     from .validate import validate_config

@@ -4,7 +4,9 @@ hand them to the generic trainer (train/loop.py), under the run directory's writ
     train_run(config, run_dir, resume=False, steps=None, preview=None, device=None) -> summary dict
 
 `preview(denoiser, step)` is called on rank 0 every train.sample_every steps with the EMA denoiser;
-the default writes a sample grid to run_dir/samples/step_N.png; pass `preview=False` for none.
+the default writes a sample grid to run_dir/samples/step_N.png (a text run: its texts to step_N.txt,
+run/text.py); pass `preview=False` for none. A text run (token data, model.process absorbing, uniform or
+autoregressive) trains its transformer with discrete/text.py's objective instead of a Gaussian denoiser.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import nn
 
 from ..conditions import conditions_for
 from ..data import load_dataset
+from ..discrete.text import text_objective
 from ..device import cpu, is_cuda, resolve_device
 from ..errors import UnnoiseError
 from ..objectives import DenoisingObjective
@@ -26,6 +29,7 @@ from ..train.distributed import Distributed
 from ..train.loop import Batches, Trainer
 from .build import INIT_MODES, build_denoiser, check_init_from, resolve_config
 from .load import read_run_config
+from .text import is_text_config, text_preview
 from .checkpoint import read_checkpoint_tensors
 from .config import RunConfig, config_to_dict
 
@@ -47,18 +51,23 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
     log.info("threads: %d (train.threads=%d; 0: auto, the free cores)", apply_threads(tc.threads), tc.threads)
     torch.manual_seed(tc.seed)
     dataset = load_dataset(config.data.name, **config.data.options)
+    tokenizer = getattr(dataset, "tokenizer", None)
     config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0),
                             dataset.class_names if dataset.labels is not None else (),
-                            getattr(dataset, "sample_rate", 0), dataset.spec.modality, dataset.spec.dtype)
+                            getattr(dataset, "sample_rate", 0), dataset.spec.modality, dataset.spec.dtype,
+                            dataset.spec.vocab_size, tokenizer.to_dict() if tokenizer is not None else None)
     dist = Distributed.from_env(resolve_device(device if device is not None else tc.device))
-    denoiser = build_denoiser(config)
+    denoiser = build_denoiser(config)  # a TextModel for a text run (run/text.py)
     init_from(denoiser.net, config.model.init_from)
-    conditions = conditions_for(config, dataset)
-    objective = DenoisingObjective(denoiser, conditions, tc, config.data_levels)
+    if is_text_config(config):  # token data: no Gaussian denoiser, no conditions
+        objective = text_objective(denoiser.net, denoiser.process)
+        preview = text_preview(config, run_dir, denoiser) if preview is None else preview
+    else:
+        conditions = conditions_for(config, dataset)
+        objective = DenoisingObjective(denoiser, conditions, tc, config.data_levels)
+        preview = sample_grid_preview(config, run_dir, conditions, dataset) if preview is None else preview
     if dist.main:
         log.info("data: %s; device: %s", dataset.describe(), dist.device)
-    if preview is None:
-        preview = sample_grid_preview(config, run_dir, conditions, dataset)
     trainer = Trainer(objective, Batches(dataset, tc.batch_size, tc.seed), tc, run_dir,
                       config=config_to_dict(config), device=dist.device, dist=dist, preview=preview or None)
     if resume:
@@ -114,7 +123,7 @@ def sample_grid_preview(config: RunConfig, run_dir: Path, conditions, dataset):
     """The default preview: a grid of config.sample.n samples (conditions: classes in turn, the first
     captions, the first images' low-res versions) written to run_dir/samples/step_N.png."""
     def preview(denoiser, step: int) -> None:
-        from ..io import write_samples
+        from ..io import preview_suffix, write_samples
         from ..pipeline import sample_run
 
         if any(is_cuda(p.device) for p in denoiser.parameters()):  # the sampler runs on the host for now
@@ -122,6 +131,6 @@ def sample_grid_preview(config: RunConfig, run_dir: Path, conditions, dataset):
         n = config.sample.n
         cond = conditions.preview(n, x=dataset.x[torch.arange(n) % len(dataset.x)])
         x = sample_run(denoiser, config, n=n, seed=0, cond=cond)
-        write_samples(x, config.spec, Path(run_dir) / "samples" / f"step_{step:07d}.png")
+        write_samples(x, config.spec, Path(run_dir) / "samples" / f"step_{step:07d}{preview_suffix(config.spec)}")
 
     return preview

@@ -13,6 +13,7 @@ import math
 import typing
 
 from ..errors import UnnoiseError
+from .text import TEXT_PROCESSES, TEXT_SAMPLERS  # text runs' process and sampler names
 
 
 class _Bad(Exception):
@@ -107,7 +108,7 @@ RULES = {
     "data": {"name": choice(_registry("..data", "DATASETS"), "dataset")},
     "model": {
         "network": choice(_registry("..nn.registry", "NETWORKS"), "network"),
-        "process": choice(_registry("..process", "PROCESSES"), "process"),
+        "process": choice(_registry("..process", "PROCESSES", extra=tuple(TEXT_PROCESSES)), "process"),
         "prediction": choice(_registry("..param", "PREDICTIONS"), "prediction"),
         "sigma_data": number(0, lo_open=True),
         "text_max_tokens": integer(3, 512),
@@ -128,7 +129,8 @@ RULES = {
         "threads": integer(0, 4096), "checkpoint_minutes": number(0), "device": _device_name,
     },
     "sample": {
-        "sampler": choice(_registry("..sample", "SAMPLERS", extra=("auto",)), "sampler"), "steps": integer(1),
+        "sampler": choice(_registry("..sample", "SAMPLERS", extra=("auto", *TEXT_SAMPLERS)), "sampler"),
+        "steps": integer(1),
         "grid": choice(_registry("..grids", "GRIDS"), "grid"), "n": integer(1), "guidance": number(0, 1000),
         "guidance_interval": _guidance_interval, "guidance_rescale": number(0, 1),
     },
