@@ -158,6 +158,8 @@ class Pipeline:
             raise UnnoiseError(f"batch size must be >= 1, got {request.batch_size}")
         if self.text is not None:  # token ids (n, length) int64; self.text.decode(ids) -> strings
             return self.text.sample(request, n, self.config.sample)
+        if request.length is not None or request.infill is not None:
+            raise UnnoiseError(f"--{'length' if request.infill is None else 'infill'}: for text runs only")
         cond = self.condition(request, n)
         denoiser = self.guided(request)
         plan = self.plan(request, denoiser)

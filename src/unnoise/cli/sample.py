@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UnnoiseError
+from ..run.text import TEXT_SAMPLERS
 from .common import add_device, check_number, check_output
 
 SUMMARY = "draw samples from a trained run"
@@ -35,14 +36,18 @@ def add_parser(sub) -> None:
         p.add_argument(f"--{name}", type=float, help=text)
     p.add_argument("--class", dest="class_label",
                    help="class for class-conditional runs: an index, or a class name (e.g. C4 for tones)")
-    p.add_argument("--prompt", help="caption for text-conditional runs")
+    p.add_argument("--prompt", help="caption for text-conditional runs; for a text run, the start of every sample")
+    p.add_argument("--infill", help="text runs (diffusion): text with spans to fill, e.g. 'To be, or [MASK:8] to be'")
+    p.add_argument("--length", type=int, help="text runs: tokens per sample (default: the model's context; with "
+                                              "--infill, the infill text's length)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none; default: the run's)")
     p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
     p.add_argument("--guidance-rescale", type=float, help="guidance rescale phi in [0, 1] (Lin et al. 2024)")
     p.add_argument("--weights", default="ema", choices=["ema", "model"])
-    p.add_argument("--out", type=Path, default=Path("samples.png"),
-                   help="output: .png/.jpg grid (a scatter for 2-D data, spectrograms for audio); audio runs also "
+    p.add_argument("--out", type=Path,
+                   help="output (default samples.png; samples.txt for text runs): .png/.jpg grid (a scatter for "
+                        "2-D data, spectrograms for audio); text runs: .txt; audio runs also "
                         "take NAME.wav (NAME.wav for --n 1, NAME-000.wav, ... for more) with spectrograms NAME.png")
     p.add_argument("--gif", type=Path, help="also write the denoising trajectory as an animated GIF")
     p.add_argument("--save-tensor", type=Path, help="also save the raw samples as .safetensors")
@@ -54,13 +59,13 @@ def request_from_args(args, **extra):
     """The SampleRequest the flags describe (checked: one-line errors name the flag)."""
     from ..pipeline import SampleRequest
 
-    for flag, value in (("--n", args.n), ("--nfe", args.nfe), ("--steps", args.steps)):
+    for flag, value in (("--n", args.n), ("--nfe", args.nfe), ("--steps", args.steps), ("--length", args.length)):
         check_number(flag, value, low=1, integer=True)
     check_number("--seed", args.seed, low=0, integer=True)
     check_number("--eta", args.eta, low=0, high=1)
     check_number("--churn", args.churn, low=0)
     options = {name: getattr(args, name) for name in OPTION_FLAGS if getattr(args, name) is not None}
-    if args.sampler is not None:
+    if args.sampler is not None and args.sampler not in TEXT_SAMPLERS:
         from ..sample import sampler_spec
 
         sampler_spec(args.sampler).check_options(options, where="--")
@@ -68,7 +73,7 @@ def request_from_args(args, **extra):
     return SampleRequest(n=args.n, seed=args.seed, sampler=args.sampler, nfe=args.nfe, steps=args.steps,
                          grid=args.grid, options=options, label=args.class_label, prompt=args.prompt,
                          guidance=args.guidance, guidance_interval=interval, guidance_rescale=args.guidance_rescale,
-                         **extra)
+                         length=args.length, infill=args.infill, **extra)
 
 
 def record_frames(frames: list):
@@ -95,7 +100,7 @@ def write_outputs(config, x: torch.Tensor, out: Path, *, gif: Path | None = None
 
 
 def run(args) -> None:
-    from ..io import check_samples_path, check_trajectory_path
+    from ..io import check_samples_path, check_trajectory_path, preview_suffix
     from ..pipeline import Pipeline
 
     for flag, path in (("--out", args.out), ("--gif", args.gif), ("--save-tensor", args.save_tensor)):
@@ -103,13 +108,31 @@ def run(args) -> None:
     frames: list = []
     request = request_from_args(args, callback=record_frames(frames) if args.gif is not None else None)
     pipe = Pipeline.load(args.run_dir, device=args.device, weights=args.weights)
+    args.out = args.out or Path("samples" + preview_suffix(pipe.config.spec))
     check_samples_path(pipe.config.spec, args.out)  # before sampling, not after
+    if pipe.text is not None:
+        return sample_text(pipe, request, args.out, args.save_tensor)
     if args.gif is not None:
         check_trajectory_path(pipe.config.spec, args.gif)
         request = _one_batch(request, pipe.config.sample.n)
     x = pipe.sample(request)
     write_outputs(pipe.config, x, args.out, gif=args.gif, frames=frames, save_tensor=args.save_tensor)
     print(f"wrote {len(x)} samples to {args.out}" + (f" and the trajectory to {args.gif}" if args.gif else ""))
+
+
+def sample_text(pipe, request, out: Path, save_tensor: Path | None) -> None:
+    """A text run's samples: printed, and written to `out` (.txt) (and the token ids to `save_tensor`)."""
+    from ..run.text import format_texts, write_texts
+
+    ids = pipe.sample(request)
+    texts, seeds = pipe.text.decode(ids), range(request.seed, request.seed + len(ids))
+    print(format_texts(texts, seeds), end="")
+    write_texts(texts, out, seeds)
+    if save_tensor is not None:
+        from safetensors.torch import save_file
+
+        save_file({"samples": ids.contiguous()}, str(save_tensor))
+    print(f"wrote {len(texts)} samples to {out}")
 
 
 def _one_batch(request, default_n: int):

@@ -137,7 +137,7 @@ def check_text_request(request, defaults, context: int, autoregressive: bool) ->
                                          ("--guidance-interval", request.guidance_interval),
                                          ("--guidance-rescale", request.guidance_rescale),
                                          ("--grid", request.grid), ("a condition", request.cond),
-                                         ("a sampler callback (--gif)", request.callback)) if value is not None]
+                                         ("--gif (a sampler callback)", request.callback)) if value is not None]
     unusable += [f"--{name}" for name in request.options]
     if unusable:
         raise UnnoiseError(f"{unusable[0]}: not for a text run (it takes --prompt, --infill, --length, --nfe)")
