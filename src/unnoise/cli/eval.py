@@ -17,9 +17,11 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("eval", help=SUMMARY, description=SUMMARY)
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--nll", action="store_true", help="negative log-likelihood in bits/dim (both estimates)")
+    p.add_argument("--nll", action="store_true", help="negative log-likelihood in bits/dim (both estimates); text "
+                                                      "runs: held-out bits per character (ELBO bound, or exact AR)")
     p.add_argument("--n", type=int, help="samples to generate (default 1000), or data points for --nll (256)")
-    p.add_argument("--split", help="reference / evaluated split (default: test where the dataset has one)")
+    p.add_argument("--split", help="reference / evaluated split (default: test where the dataset has one; text "
+                                   "runs: heldout, the held-out texts)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", help=f"sampler for the generated samples ({', '.join(SAMPLERS)}; default: the "
                                      "run's sample.sampler)")
@@ -33,7 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--vlb-variance", choices=["fixed_large", "fixed_small", "learned"],
                    help="--nll: reverse variance for the bound (default: the model's learned one)")
     p.add_argument("--divergence", default="auto", choices=["auto", "exact", "hutchinson"])
-    p.add_argument("--draws", type=int, default=2, help="--nll: Hutchinson probe draws per data point")
+    p.add_argument("--draws", type=int, default=2, help="--nll: Hutchinson probe draws per data point (text "
+                                                         "diffusion runs: ELBO time draws per window)")
     p.add_argument("--rtol", type=float, default=1e-5)
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--weights", default="ema", choices=["ema", "model"])
