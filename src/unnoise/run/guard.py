@@ -87,7 +87,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     flat = {}
     for key, value in d.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and key in ("data", "model", "train", "sample") and not prefix:
+        if isinstance(value, dict) and value:
             flat.update(_flatten(value, name + "."))
         else:
             flat[name] = value
