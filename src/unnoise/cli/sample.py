@@ -143,3 +143,10 @@ def _one_batch(request, default_n: int):
     if n > 4096:
         raise UnnoiseError(f"--gif draws one batch of every sample; --n {n} is too many (at most 4096)")
     return dataclasses.replace(request, batch_size=n)
+
+
+def class_index(label, config) -> int:
+    """A --class value as a label index: an index 0..K-1, or one of the run's class names (e.g. C4)."""
+    from ..conditions import LabelCondition
+
+    return LabelCondition(config.num_classes, config.class_names).label_of(label)
