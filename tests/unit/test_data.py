@@ -254,3 +254,16 @@ def test_imagefolder_skips_truncated_png(tmp_path):
     (tmp_path / "cut.png").write_bytes(encoded[: len(encoded) // 2])
     data = load_dataset("imagefolder", path=tmp_path, size=8)
     assert len(data) == 1 and [Path(p).name for p in data.skipped] == ["cut.png"]
+
+
+def test_check_folder_lists_symlinked_folders_without_following_them(tmp_path):
+    from unnoise.data.imagefolder import check_folder
+
+    (tmp_path / "loop").mkdir()
+    (tmp_path / "loop" / "self").symlink_to("..", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    total, problems = check_folder(tmp_path, 8)
+    assert total == 0
+    assert sorted((p.name, why) for p, why in problems) == [
+        ("link", "symlink to a directory: not followed"), ("self", "symlink loop: not followed")]

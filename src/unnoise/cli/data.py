@@ -28,5 +28,6 @@ def run(args) -> int:
     total, problems = check_folder(args.folder, args.size if args.min_size is None else args.min_size)
     for path, problem in problems:
         print(f"{path}: {problem}")
-    print(f"checked {total} files: {total - len(problems)} usable, {len(problems)} with problems")
+    unusable = sum(1 for path, _ in problems if path.is_file())  # the rest are links not followed
+    print(f"checked {total} files: {total - unusable} usable, {len(problems)} with problems")
     return 1 if problems else 0

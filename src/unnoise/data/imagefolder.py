@@ -10,6 +10,7 @@ are ignored silently.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,34 @@ def _pillow():
 
 def _candidate_files(root: Path) -> list[Path]:
     """Every non-hidden file below `root`, in a stable (sorted) order."""
-    files = []
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            files.append(path)
-    return files
+    return _walk(root)[0]
+
+
+def _walk(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(files, [(link, why it was not followed)]) below `root`: symbolic links to directories are never
+    followed (a link back to an ancestor would loop forever); an unreadable folder is an error."""
+    files, links = [], []
+    for folder, subfolders, names in os.walk(root, onerror=_unreadable_folder):
+        folder = Path(folder)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in list(subfolders):
+            path = folder / name
+            if path.is_symlink():
+                links.append((path, _link_problem(path)))
+                subfolders.remove(name)
+        files += [folder / n for n in names if not n.startswith(".") and (folder / n).is_file()]
+    return sorted(files), sorted(links)
+
+
+def _link_problem(path: Path) -> str:
+    target = path.resolve()
+    if target == path.parent.resolve() or target in path.parent.resolve().parents:
+        return "symlink loop: not followed"
+    return "symlink to a directory: not followed"
+
+
+def _unreadable_folder(error: OSError) -> None:
+    raise UnnoiseError(f"{error.filename}: folder cannot be read ({error.strerror})")
 
 
 def _flatten(image, mode: str):
@@ -97,10 +120,11 @@ def image_problem(path: Path, min_size: int) -> str | None:
 
 
 def check_folder(root: Path, min_size: int) -> tuple[int, list[tuple[Path, str]]]:
-    """(files checked, [(path, problem)]) for every candidate image below root."""
-    files = _candidate_files(Path(root))
+    """(files checked, [(path, problem)]) for every candidate image below root, and every symbolic link to a
+    directory that was not followed."""
+    files, links = _walk(Path(root))
     problems = [(path, problem) for path in files if (problem := image_problem(path, min_size))]
-    return len(files), problems
+    return len(files), links + problems
 
 
 def _unreadable_errors() -> tuple[type[BaseException], ...]:
@@ -111,7 +135,10 @@ def _unreadable_errors() -> tuple[type[BaseException], ...]:
 def _read_all(root: Path, size: int, mode: str, crop: str, min_size: int):
     """Read every candidate file: returns (arrays, relative paths read, skipped paths)."""
     arrays, read, skipped = [], [], []
-    for path in _candidate_files(root):
+    files, links = _walk(root)
+    for link, problem in links:
+        log.warning("imagefolder: skipped %s (%s)", link, problem)
+    for path in files:
         problem = image_problem(path, min_size)
         if problem is None:
             try:
