@@ -53,3 +53,32 @@ class Objective(Protocol):
 def trainable(model: nn.Module) -> list[nn.Parameter]:
     """The parameters of `model` that require gradients."""
     return [p for p in model.parameters() if p.requires_grad]
+
+
+class SingleModelObjective:
+    """Defaults for an objective that trains one module and samples through it directly: losses go
+    through the (possibly wrapped) training module, nothing to observe or checkpoint besides weights."""
+
+    model: nn.Module
+
+    def use_module(self, module: nn.Module) -> None:
+        self.train_module = module
+
+    def denoiser_for(self, module: nn.Module) -> nn.Module:
+        """What samplers call: the trained module itself."""
+        return module
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return trainable(self.model)
+
+    def loss(self, batch: dict, generator: torch.Generator) -> Tensor:
+        return self.loss_of(self.draw(batch, generator))
+
+    def observe(self, rows: dict, losses: Tensor) -> None:
+        pass
+
+    def state(self) -> dict[str, Tensor]:
+        return {}
+
+    def load_state(self, state: dict[str, Tensor]) -> None:
+        pass

@@ -13,25 +13,15 @@ from torch import Tensor, nn
 
 from ..discrete.loss import elbo_terms, sample_times
 from ..discrete.process import CategoricalProcess
-from .base import trainable
+from .base import SingleModelObjective
 
 
-class MaskedDiffusionObjective:
+class MaskedDiffusionObjective(SingleModelObjective):
     """Loss = ELBO(x_0) / L in nats per token; `model(x_t, t) -> logits (B, L, K)`."""
 
     def __init__(self, model: nn.Module, process: CategoricalProcess, time_sampling: str = "stratified"):
         self.model, self.process, self.time_sampling = model, process, time_sampling
         self.use_module(model)
-
-    def use_module(self, module: nn.Module) -> None:
-        self.train_module = module
-
-    def denoiser_for(self, module: nn.Module) -> nn.Module:
-        """What samplers call: the x_0-logit model itself (discrete/sample.py)."""
-        return module
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return trainable(self.model)
 
     def draw(self, batch: dict, generator: torch.Generator) -> dict:
         x0 = batch["x"]
@@ -44,18 +34,6 @@ class MaskedDiffusionObjective:
         x_t = self.process.corrupt(x0, t, rows["uniforms"].transpose(0, 1))
         logits = self.train_module(x_t, t)
         return elbo_terms(self.process, logits, x0, x_t, t) / x0.shape[-1]
-
-    def loss(self, batch: dict, generator: torch.Generator) -> Tensor:
-        return self.loss_of(self.draw(batch, generator))
-
-    def observe(self, rows: dict, losses: Tensor) -> None:
-        pass
-
-    def state(self) -> dict[str, Tensor]:
-        return {}
-
-    def load_state(self, state: dict[str, Tensor]) -> None:
-        pass
 
     def describe(self, rows: dict) -> str:
         t = rows["t"]
