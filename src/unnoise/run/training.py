@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -48,7 +50,8 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
     tc = config.train
     from .threads import apply_threads
 
-    log.info("threads: %d (train.threads=%d; 0: auto, the free cores)", apply_threads(tc.threads), tc.threads)
+    threads = apply_threads(tc.threads)
+    log.info("threads: %d (train.threads=%d; 0: auto, the free cores)", threads, tc.threads)
     torch.manual_seed(tc.seed)
     dataset = load_dataset(config.data.name, **config.data.options)
     tokenizer = getattr(dataset, "tokenizer", None)
@@ -72,7 +75,16 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
                       config=config_to_dict(config), device=dist.device, dist=dist, preview=preview or None)
     if resume:
         trainer.restore()
+    if dist.main:
+        record_session(run_dir, threads=threads, device=str(dist.device), resume=resume, step=trainer.step)
     return trainer
+
+
+def record_session(run_dir: Path, **facts) -> None:
+    """Append one line per training invocation to RUN/sessions.jsonl: when, threads chosen, device."""
+    facts = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **facts}
+    with open(Path(run_dir) / "sessions.jsonl", "a") as f:
+        f.write(json.dumps(facts) + "\n")
 
 
 def train_run(config: RunConfig | None, run_dir: Path, resume: bool = False, steps: int | None = None,
