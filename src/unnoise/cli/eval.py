@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
 
 
 def check_args(args) -> None:
-    check_number("--n", args.n, low=1 if args.nll else 2, integer=True)
+    check_number("--n", args.n, low=1 if args.nll else 4, integer=True)  # KID needs 4 samples per set
     for flag, value in (("--nfe", args.nfe), ("--steps", args.steps), ("--batch", args.batch),
                         ("--draws", args.draws)):
         check_number(flag, value, low=1, integer=True)
