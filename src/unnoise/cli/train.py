@@ -1,6 +1,7 @@
 """`unnoise train`: a config from a preset or file, data and overrides -> a trained run directory."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .common import add_device
@@ -62,12 +63,16 @@ def _flags_given(args) -> list[str]:
 
 
 def run(args) -> None:
-    from ..run.guard import plan_training
+    from ..run.guard import plan_training, resume_config
     from ..run.training import train_run
 
     config = None if args.resume else run_config_from_args(args)  # validated: nothing written before
-    config = plan_training(Path(args.out), resume=args.resume, config=config, assignments=_assignments(args),
-                           steps=args.steps, force=args.force, flags_given=_flags_given(args))
+    if int(os.environ.get("RANK", "0")) == 0:  # torchrun: rank 0 checks and owns the run directory
+        config = plan_training(Path(args.out), resume=args.resume, config=config,
+                               assignments=_assignments(args), steps=args.steps, force=args.force,
+                               flags_given=_flags_given(args))
+    elif args.resume:  # the other ranks only read the config rank 0 resumes with
+        config = resume_config(Path(args.out), _assignments(args), args.steps)[0]
     result = train_run(config, Path(args.out), resume=args.resume, device=args.device)
     print(f"trained {result['trained_steps']} steps in {result['seconds']:.1f}s (at step {result['steps']}); "
           f"run directory: {args.out}")
