@@ -44,3 +44,20 @@ def assert_close_eps(actual: torch.Tensor, expected: torch.Tensor, ulps: float =
 def assert_close_eps_fixture():
     """``assert_close_eps`` as a fixture, so test modules in any folder reach it without importing conftest."""
     return assert_close_eps
+
+
+@pytest.fixture
+def user_error(capsys):
+    """Run `unnoise ARGV` in-process and check it failed as a user error: exit code 2 and exactly one line
+    on stderr, with no traceback, containing every fragment. Returns that line."""
+    from unnoise.cli.main import main
+
+    def check(argv, *fragments):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "Traceback" not in err[0], err
+        for fragment in fragments:
+            assert fragment in err[0], err[0]
+        return err[0]
+
+    return check

@@ -14,14 +14,6 @@ TINY = ["--set", "model.network_options.hidden=32", "--set", "model.network_opti
         "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0", "--set", "train.log_every=5"]
 
 
-def _user_error(capsys, argv, *fragments):
-    """The command exits 2 and prints exactly one line containing every fragment, no traceback."""
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture(scope="module")
@@ -82,32 +74,32 @@ def test_resume_extends_a_run(toy_run, tmp_path):
     assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 25
 
 
-def test_unknown_names_list_valid_choices(capsys, tmp_path, toy_run):
-    _user_error(capsys, ["train", "--data", "cifar", "--out", str(tmp_path / "r")], "unknown dataset 'cifar'",
+def test_unknown_names_list_valid_choices(capsys, tmp_path, toy_run, user_error):
+    user_error(["train", "--data", "cifar", "--out", str(tmp_path / "r")], "unknown dataset 'cifar'",
                 "digits", "imagefolder", "toy2d")
-    _user_error(capsys, ["train", "--preset", "toy2d", "--out", str(tmp_path / "r"),
+    user_error(["train", "--preset", "toy2d", "--out", str(tmp_path / "r"),
                          "--set", "model.process_options.schedule=quad"],
                 "unknown beta schedule 'quad'", "cosine, linear, sigmoid")
-    _user_error(capsys, ["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "auto, ddim, ddpm")
-    _user_error(capsys, ["train", "--out", str(tmp_path / "r"), "--set", "train.lrate=1"], "unknown field 'lrate'")
+    user_error(["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "auto, ddim, ddpm")
+    user_error(["train", "--out", str(tmp_path / "r"), "--set", "train.lrate=1"], "unknown field 'lrate'")
     from unnoise.run.presets import preset_names
 
     assert {"digits", "digits-unet", "shakespeare-mdlm", "toy2d"} <= set(preset_names())
-    _user_error(capsys, ["train", "--preset", "cifar"], "unknown preset", ", ".join(preset_names()))
+    user_error(["train", "--preset", "cifar"], "unknown preset", ", ".join(preset_names()))
 
 
-def test_missing_run_dir_and_config(capsys, tmp_path):
-    _user_error(capsys, ["sample", str(tmp_path / "nope")], "run directory not found", str(tmp_path / "nope"))
+def test_missing_run_dir_and_config(capsys, tmp_path, user_error):
+    user_error(["sample", str(tmp_path / "nope")], "run directory not found", str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
-    _user_error(capsys, ["sample", str(tmp_path / "empty")], "missing config.json", str(tmp_path / "empty"))
+    user_error(["sample", str(tmp_path / "empty")], "missing config.json", str(tmp_path / "empty"))
 
 
-def test_imagefolder_errors_and_skips(capsys, caplog, tmp_path):
+def test_imagefolder_errors_and_skips(capsys, caplog, tmp_path, user_error):
     from PIL import Image
 
     folder = tmp_path / "imgs"
     folder.mkdir()
-    _user_error(capsys, ["train", "--data", "imagefolder", "--data-path", str(folder), "--out", str(tmp_path / "r")],
+    user_error(["train", "--data", "imagefolder", "--data-path", str(folder), "--out", str(tmp_path / "r")],
                 str(folder))
     for i in range(4):
         Image.new("L", (12, 12), color=40 * i).save(folder / f"{i}.png")
@@ -126,7 +118,7 @@ def test_console_script_entry_point():
     assert proc.returncode == 0 and "train" in proc.stdout and "sample" in proc.stdout
 
 
-def test_default_sampler_is_the_runs_and_nfe_counts_model_calls(toy_run, tmp_path, capsys):
+def test_default_sampler_is_the_runs_and_nfe_counts_model_calls(toy_run, tmp_path, capsys, user_error):
     """No --sampler: the run's sample.sampler (heun for toy2d) on its grid and steps; another sampler gets
     the same number of model calls; --nfe is model calls for every sampler, auto included."""
     from unnoise.pipeline import Pipeline, SampleRequest
@@ -141,9 +133,9 @@ def test_default_sampler_is_the_runs_and_nfe_counts_model_calls(toy_run, tmp_pat
     assert out.is_file() and not (toy_run / "calibration-4.json").exists()
     assert main(["sample", str(toy_run), "--sampler", "auto", "--nfe", "4", "--n", "8", "--out", str(out)]) == 0
     assert (toy_run / "calibration-4.json").is_file()
-    _user_error(capsys, ["sample", str(toy_run), "--sampler", "auto", "--grid", "karras"],
+    user_error(["sample", str(toy_run), "--sampler", "auto", "--grid", "karras"],
                 "does not apply to sampler 'auto'")
-    _user_error(capsys, ["sample", str(toy_run), "--nfe", "4", "--steps", "4"], "not both")
+    user_error(["sample", str(toy_run), "--nfe", "4", "--steps", "4"], "not both")
 
 
 def test_help_lists_every_command_and_sampler(capsys):

@@ -18,13 +18,6 @@ TINY_UNET = ["--set", "model.network_options.base_channels=8", "--set", "model.n
              "--set", "model.network_options.attention_resolutions=[]", "--set", "model.network_options.num_heads=1"]
 
 
-def _user_error(capsys, argv, *fragments):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    for fragment in fragments:
-        assert fragment in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +81,14 @@ def test_sr_condition_is_the_upsampled_average_pool():
     assert cond.shape == x.shape
 
 
-def test_super_resolution_config_errors(capsys, tmp_path):
-    _user_error(capsys, ["train", "--preset", "digits-sr", "--out", str(tmp_path / "a"), "--set",
+def test_super_resolution_config_errors(capsys, tmp_path, user_error):
+    user_error(["train", "--preset", "digits-sr", "--out", str(tmp_path / "a"), "--set",
                          "model.super_resolution=3"], "model.super_resolution", "2 or 4")
-    _user_error(capsys, ["train", "--preset", "digits", "--out", str(tmp_path / "b"), "--set",
+    user_error(["train", "--preset", "digits", "--out", str(tmp_path / "b"), "--set",
                          "model.super_resolution=4"], "model.super_resolution needs model.network=unet")
 
 
-def test_sr_run_restores_and_refuses_plain_sampling(sr_run, tmp_path, capsys):
+def test_sr_run_restores_and_refuses_plain_sampling(sr_run, tmp_path, capsys, user_error):
     config = json.loads((sr_run / "config.json").read_text())
     assert config["model"]["network_options"]["cond_channels"] == 1
     low = _digit_png(tmp_path, size=2)
@@ -106,11 +99,11 @@ def test_sr_run_restores_and_refuses_plain_sampling(sr_run, tmp_path, capsys):
     assert summary["method"] == "sr3" and summary["n"] == 3
     with Image.open(out / "sample_00.png") as image:
         assert image.size == (8, 8)
-    _user_error(capsys, ["sample", str(sr_run), "--out", str(tmp_path / "s.png")], "super-resolution run",
+    user_error(["sample", str(sr_run), "--out", str(tmp_path / "s.png")], "super-resolution run",
                 "unnoise restore")
-    _user_error(capsys, ["restore", str(sr_run), "--task", "inpaint", "--input", str(low), "--out", str(out)],
+    user_error(["restore", str(sr_run), "--task", "inpaint", "--input", str(low), "--out", str(out)],
                 "only does --task sr")
-    _user_error(capsys, ["restore", str(sr_run), "--task", "sr", "--input", str(_digit_png(tmp_path)),
+    user_error(["restore", str(sr_run), "--task", "sr", "--input", str(_digit_png(tmp_path)),
                          "--out", str(out)], "digit8.png", "size 8x8, expected 2x2")
 
 
@@ -156,36 +149,36 @@ def test_colorize_restores_the_gray_image(rgb_run, tmp_path):
     assert inside.any() and np.abs(luma - target)[inside].max() < 0.01
 
 
-def test_bad_inputs_give_one_line_errors(digits_run, tmp_path, capsys):
+def test_bad_inputs_give_one_line_errors(digits_run, tmp_path, capsys, user_error):
     image = _digit_png(tmp_path)
     run, out = str(digits_run), str(tmp_path / "out")
-    _user_error(capsys, ["restore", run, "--task", "inpaint", "--input", str(image), "--out", out], "--mask")
+    user_error(["restore", run, "--task", "inpaint", "--input", str(image), "--out", out], "--mask")
     grey_mask = _png(tmp_path / "grey.png", np.full((8, 8), 128))
-    _user_error(capsys, ["restore", run, "--task", "inpaint", "--input", str(image), "--mask", str(grey_mask),
+    user_error(["restore", run, "--task", "inpaint", "--input", str(image), "--mask", str(grey_mask),
                          "--out", out], "grey.png", "not binary", "white (255) = fill in")
     small_mask = _png(tmp_path / "small.png", np.zeros((4, 4)))
-    _user_error(capsys, ["restore", run, "--task", "inpaint", "--input", str(image), "--mask", str(small_mask),
+    user_error(["restore", run, "--task", "inpaint", "--input", str(image), "--mask", str(small_mask),
                          "--out", out], "small.png", "mask size 4x4, expected 8x8")
     big = _png(tmp_path / "big.png", np.zeros((16, 16)))
-    _user_error(capsys, ["restore", run, "--task", "deblur", "--input", str(big), "--out", out],
+    user_error(["restore", run, "--task", "deblur", "--input", str(big), "--out", out],
                 "big.png", "size 16x16, expected 8x8")
     cmyk = tmp_path / "cmyk.jpg"
     Image.new("CMYK", (8, 8)).save(cmyk)
-    _user_error(capsys, ["restore", run, "--task", "deblur", "--input", str(cmyk), "--out", out],
+    user_error(["restore", run, "--task", "deblur", "--input", str(cmyk), "--out", out],
                 "cmyk.jpg", "unsupported image mode 'CMYK'")
     colour = _png(tmp_path / "colour.png", np.random.default_rng(0).integers(0, 255, (8, 8, 3)))
-    _user_error(capsys, ["restore", run, "--task", "deblur", "--input", str(colour), "--out", out],
+    user_error(["restore", run, "--task", "deblur", "--input", str(colour), "--out", out],
                 "colour.png", "expected mode L")
-    _user_error(capsys, ["restore", run, "--task", "colorize", "--input", str(image), "--out", out],
+    user_error(["restore", run, "--task", "colorize", "--input", str(image), "--out", out],
                 "colorize needs an RGB run")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    _user_error(capsys, ["restore", run, "--task", "deblur", "--input", str(broken), "--out", out],
+    user_error(["restore", run, "--task", "deblur", "--input", str(broken), "--out", out],
                 "broken.png", "not a readable image")
-    _user_error(capsys, ["restore", run, "--task", "sr", "--input", str(image), "--scale", "3", "--out", out],
+    user_error(["restore", run, "--task", "sr", "--input", str(image), "--scale", "3", "--out", out],
                 "--scale 3")
     binary = _png(tmp_path / "binary.png", np.eye(8) * 255)
-    _user_error(capsys, ["restore", run, "--task", "inpaint", "--input", str(image), "--mask", str(binary),
+    user_error(["restore", run, "--task", "inpaint", "--input", str(image), "--mask", str(binary),
                          "--method", "sr3", "--out", out], "'sr3' needs a super-resolution run")
 
 
