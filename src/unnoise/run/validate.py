@@ -113,7 +113,6 @@ RULES = {
         "sigma_data": number(0, lo_open=True),
         "text_max_tokens": integer(3, 512),
         "text_layers": _int_list,
-        "super_resolution": choice((0, 2, 4), "super-resolution factor"),
         "lowres_factor": choice((2, 4), "super-resolution factor"),
         "conditions": _conditions,
     },
