@@ -35,6 +35,21 @@ def positive_int(value, field: str) -> int:
     return number
 
 
+def seed_int(value, field: str) -> int:
+    """Accept a non-negative integer seed (or its string form); booleans are refused."""
+    if isinstance(value, bool) or not str(value).strip().isdigit():
+        raise UnnoiseError(f"{field} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def size_of(value, field: str, sizes: Sequence[int]) -> int:
+    """Accept a positive integer image size that is one of `sizes`."""
+    size = positive_int(value, field)
+    if size not in sizes:
+        raise UnnoiseError(f"{field} must be one of {', '.join(map(str, sizes))}, got {size}")
+    return size
+
+
 def non_negative_float(value, field: str) -> float:
     """Accept a number (or numeric string) that is >= 0 and finite."""
     if isinstance(value, bool):

@@ -20,13 +20,11 @@ Compositional splits: the attribute combinations of `HELDOUT_COMBINATIONS` never
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 
-from unnoise.data.base import ArrayDataset, choice, positive_int
-from unnoise.errors import UnnoiseError
+from unnoise.data.base import ArrayDataset, choice, positive_int, seed_int, size_of
 
 TIMES = ("day", "sunset", "night")
 SEGMENT_CLASSES = ("sky", "sun_moon", "cloud", "mountain", "snow", "water", "trees", "ground")
@@ -372,13 +370,10 @@ def attribute_dicts(attrs: dict[str, np.ndarray], horizon_rows: torch.Tensor, si
 
 def _options(size, n, split, seed) -> tuple[int, int, str, int]:
     """Validate the loader's options; each error is one line naming the option."""
-    size, n = positive_int(size, "landscapes size"), positive_int(n, "landscapes n")
-    if size not in SIZES:
-        raise UnnoiseError(f"landscapes size must be one of {', '.join(map(str, SIZES))}, got {size}")
+    size, n = size_of(size, "landscapes size", SIZES), positive_int(n, "landscapes n")
     split = choice(split, "landscapes split", SPLITS)
-    if isinstance(seed, bool) or not str(seed).strip().isdigit():
-        raise UnnoiseError(f"landscapes seed must be a non-negative integer, got {seed!r}")
-    return size, n, split, int(seed)
+    seed = seed_int(seed, "landscapes seed")
+    return size, n, split, seed
 
 
 def render_landscapes(indices, size: int = 64, split: str = "all", seed: int = 0) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unnoise.data.base import ArrayDataset, choice, import_extra, positive_int
+from unnoise.data.base import ArrayDataset, choice, import_extra, positive_int, seed_int, size_of
 from unnoise.errors import UnnoiseError
 
 TRAIN_PHOTOS = ("astronaut", "rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry", "retina")
@@ -77,19 +77,16 @@ def crop_photos(indices, size: int = 64, split: str = "train", seed: int = 0,
 
 def _options(size, n, split, seed, min_zoom) -> tuple[int, int, str, int, float]:
     """Validate the loader's options; each error is one line naming the option."""
-    size, n = positive_int(size, "photos size"), positive_int(n, "photos n")
-    if size not in SIZES:
-        raise UnnoiseError(f"photos size must be one of {', '.join(map(str, SIZES))}, got {size}")
+    size, n = size_of(size, "photos size", SIZES), positive_int(n, "photos n")
     split = choice(split, "photos split", SPLITS)
-    if isinstance(seed, bool) or not str(seed).strip().isdigit():
-        raise UnnoiseError(f"photos seed must be a non-negative integer, got {seed!r}")
+    seed = seed_int(seed, "photos seed")
     try:
         min_zoom = float(min_zoom)
     except (TypeError, ValueError):
         min_zoom = float("nan")
     if not 0.05 <= min_zoom <= 1.0:
         raise UnnoiseError(f"photos min_zoom must be in [0.05, 1], got {min_zoom!r}")
-    return size, n, split, int(seed), min_zoom
+    return size, n, split, seed, min_zoom
 
 
 def load_photos(size: int = 64, n: int = 2000, split: str = "train", seed: int = 0,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unnoise.data.base import ArrayDataset, choice, positive_int
+from unnoise.data.base import ArrayDataset, choice, positive_int, seed_int
 from unnoise.device import cpu
 from unnoise.errors import UnnoiseError
 
@@ -227,9 +227,7 @@ def _options(size, n, split, objects, seed) -> tuple[int, int, str, str, int]:
         raise UnnoiseError(f"shapes size must be at least {MIN_SIZE}, got {size}")
     split = choice(split, "shapes split", SPLITS)
     objects = choice(objects, "shapes objects", OBJECT_COUNTS, {"mixed": "1-2"})
-    if isinstance(seed, bool) or not str(seed).strip().isdigit():
-        raise UnnoiseError(f"shapes seed must be a non-negative integer, got {seed!r}")
-    return size, n, split, objects, int(seed)
+    return size, n, split, objects, seed_int(seed, "shapes seed")
 
 
 def load_shapes(
