@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UnnoiseError
-from .base import drop_mask, slice_condition, where_rows  # noqa: F401 (slice_condition re-exported)
+from .base import drop_mask, where_rows
 
 log = logging.getLogger("unnoise.conditions.caption")
 _ENCODERS: dict[str, object] = {}  # one frozen encoder per process

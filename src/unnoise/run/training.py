@@ -29,7 +29,7 @@ from ..errors import UnnoiseError
 from ..objectives import DenoisingObjective
 from ..train.distributed import Distributed
 from ..train.loop import Batches, Trainer
-from .build import INIT_MODES, build_denoiser, check_init_from, resolve_config
+from .build import build_denoiser, check_init_from, resolve_config
 from .load import read_run_config
 from .text import is_text_config, text_preview
 from .checkpoint import read_checkpoint_tensors
