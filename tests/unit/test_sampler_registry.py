@@ -56,3 +56,24 @@ def test_plan_budget_meanings():
     gm.calls = 0
     heun.function(gm, x, heun.sigmas)
     assert gm.calls == 9
+
+
+def test_calibration_batch_grows_only_for_cheap_models():
+    """The full search's batch scales with the model's FLOPs per sample: 64 trajectories for the digits
+    demo's MLP (4.9 MFLOPs), 128 for a 1.5-MFLOP model, 256 at most for an exact mixture; large samples
+    keep their reduced effort whatever the model costs."""
+    import torch
+
+    from unnoise.exact import random_mixture
+    from unnoise.process import make_process
+    from unnoise.sample.auto.cache import calibration_effort, flops_per_sample
+
+    assert calibration_effort((1, 8, 8), 4_915_200)["batch"] == 64
+    assert calibration_effort((2,), 1_500_000)["batch"] == 128
+    assert calibration_effort((32,), 0) == dict(batch=64, sweeps=4, pool_factor=8)  # nothing counted: the floor
+    assert calibration_effort((1, 4096), 1) == dict(batch=16, sweeps=0, pool_factor=2)
+    mixture = random_mixture(32, 8, seed=0, decay=1.0, scale=1.0)
+    flops = flops_per_sample(lambda x, sigma, cond=None: mixture.posterior_mean(x, sigma), (32,),
+                             make_process("edm"), torch.float64)
+    assert 0 < flops < 100_000
+    assert calibration_effort((32,), flops)["batch"] == 256

@@ -5,7 +5,8 @@ calls, per optimizer step:
     rows = objective.draw(batch, generator)   # all draws for the GLOBAL batch, as per-sample rows
     ... slices rows per rank and micro-batch, moves them to the device ...
     losses = objective.loss_of(part)          # per-sample loss (B,) with the graph attached
-    objective.observe(rows, all_losses)       # optional feedback (e.g. the importance sampler's history)
+    objective.observe(rows, all_losses)       # optional feedback (e.g. the importance sampler's history),
+                                              # only when objective.observes_losses (default: true)
 Drawing everything for the global batch before slicing makes any number of ranks and micro-batches
 compute what one process would. Rows are tensors with the batch along dimension 0, nested dicts of
 them (conditions) or None; an optional "weight" row (B,) multiplies the loss for the gradient only.
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 class Objective(Protocol):
     model: nn.Module  # the module whose weights are trained, averaged (EMA) and saved
+    observes_losses: bool  # observe() uses the losses: the trainer gathers them over ranks every step
 
     def draw(self, batch: dict, generator: torch.Generator) -> dict:
         """Every random choice of one step for a batch {"x": (B, ...), "index": (B,), ...}, as rows."""
@@ -60,6 +62,7 @@ class SingleModelObjective:
     through the (possibly wrapped) training module, nothing to observe or checkpoint besides weights."""
 
     model: nn.Module
+    observes_losses = False  # observe() does nothing: no per-step gather of losses over ranks
 
     def use_module(self, module: nn.Module) -> None:
         self.train_module = module

@@ -61,6 +61,11 @@ class DenoisingObjective:
     def loss(self, batch: dict, generator: torch.Generator) -> Tensor:
         return self.loss_of(self.draw(batch, generator))
 
+    @property
+    def observes_losses(self) -> bool:
+        """Only the importance sampler of t learns from the losses."""
+        return self.timesteps is not None
+
     def observe(self, rows: dict, losses: Tensor) -> None:
         if self.timesteps is not None:
             self.timesteps.update(rows["t"], losses)

@@ -151,7 +151,8 @@ class Trainer:
         local = self.local_rows(rows)
         self.optimizer.zero_grad(set_to_none=True)
         weighted, per_sample = self._accumulate(local)
-        self.objective.observe(rows, dist.gather(per_sample))
+        if getattr(self.objective, "observes_losses", True):  # a gather over ranks only when it is used
+            self.objective.observe(rows, dist.gather(per_sample))
         loss = dist.mean(weighted.mean())
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)

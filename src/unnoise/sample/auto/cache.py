@@ -60,18 +60,45 @@ class AutoSampler:
                    dict(choice.candidates or {}))
 
 
-def calibration_effort(shape) -> dict:
-    """How hard `auto` calibrates for samples of this shape. Small samples (points, 8x8 digits) get the
-    full grid search; larger ones come with networks that cost far more per call, so the batch shrinks
-    and, beyond 1,024 values per sample, the search keeps to choosing the solver and the best of the
-    fixed starting grids by their measured error (28 sampler runs on 16 trajectories, against about
-    800 runs on 64 for the full search). Depends on the shape only, so it is reproducible."""
+# One model call on the full search's batch may cost this much: 64 samples of a 4-MFLOP model (the digits
+# demo's MLP is 4.9 MFLOPs per sample and calibrates 10 calls in about 30 s on 2 cores).
+FULL_SEARCH_CALL_FLOPS = 64 * 2**22
+FULL_SEARCH_BATCH = (64, 256)  # the full search's batch, smallest and largest
+
+
+def calibration_effort(shape, flops_per_sample: int | None = None) -> dict:
+    """How hard `auto` calibrates for samples of this shape on a model costing `flops_per_sample` per call.
+    Small samples (points, 8x8 digits) get the full grid search on a batch of 64 trajectories, or up to 256
+    when the model is cheap enough that the larger batch costs no more than 64 trajectories of a 4-MFLOP
+    model (rare mode flips, which dominate the error at 5 calls, need the larger batch to be seen). Larger
+    samples come with networks that cost far more per call, so the batch shrinks and, beyond 1,024 values
+    per sample, the search keeps to choosing the solver and the best of the fixed starting grids by their
+    measured error (28 sampler runs on 16 trajectories, against about 800 runs for the full search).
+    Depends on the shape and the model's FLOP count only, so it is reproducible."""
     size = math.prod(shape)
     if size <= 256:
-        return dict(batch=64, sweeps=4, pool_factor=8)
+        low, high = FULL_SEARCH_BATCH
+        affordable = FULL_SEARCH_CALL_FLOPS // max(int(flops_per_sample or 0), 1) if flops_per_sample else low
+        batch = max(low, min(high, 1 << max(int(affordable).bit_length() - 1, 0)))  # a power of two
+        return dict(batch=batch, sweeps=4, pool_factor=8)
     if size <= 1024:
         return dict(batch=32, sweeps=1, pool_factor=4)
     return dict(batch=16, sweeps=0, pool_factor=2)
+
+
+def flops_per_sample(D, shape: Sequence[int], process, dtype: torch.dtype) -> int:
+    """Floating-point operations of one call of D on one sample at sigma_max (matrix products, convolutions
+    and attention, as torch.utils.flop_counter counts them; elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..noise import SeededNoise
+    from .calibrate import CALIBRATION_SEED
+
+    x = SeededNoise([CALIBRATION_SEED]).initial(shape, process.sigma_max, dtype)
+    sigma = torch.full((1,), process.sigma_max, dtype=dtype, device=x.device)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        D(x, sigma, None)
+    return int(counter.get_total_flops())
 
 
 def weights_sha256(denoiser) -> str | None:
@@ -93,7 +120,7 @@ def auto_sampler(D, process, nfe: int, shape: Sequence[int], *, conditional: boo
                  cache_dir: Path | None = None, memory: dict | None = None) -> AutoSampler:
     """The `auto` sampler of denoiser D for `nfe` model calls on samples of `shape`: from `memory` (a dict
     its owner keeps, e.g. a Pipeline's), from cache_dir/calibration-<nfe>.json when it was made on these
-    weights, else calibrated now (effort by `calibration_effort(shape)`, in D's dtype) and saved there.
+    weights, else calibrated now (effort by `calibration_effort` of the shape and D's FLOPs, in D's dtype) and saved there.
     `conditional`: D is sampled with a condition, so the candidate whose first call is a constant is left
     out. A plain-function D (no weights to hash, e.g. an exact denoiser) is calibrated on every call."""
     if nfe < 1:
@@ -107,8 +134,9 @@ def auto_sampler(D, process, nfe: int, shape: Sequence[int], *, conditional: boo
     if found is None:
         log.info("auto: calibrating a %d-call grid on this model (once%s)", nfe,
                  f"; cached in {path}" if path is not None else "")
-        choice = calibrate_auto(D, process, nfe, shape, dtype=model_dtype(D, torch.float64),
-                                unconditional=not conditional, **calibration_effort(shape))
+        dtype = model_dtype(D, torch.float64)
+        effort = calibration_effort(shape, flops_per_sample(D, shape, process, dtype))
+        choice = calibrate_auto(D, process, nfe, shape, dtype=dtype, unconditional=not conditional, **effort)
         found = AutoSampler.from_choice(choice)
         if path is not None and weights is not None:
             _write_cache(path, {**found.to_dict(), "weights_sha256": weights})
