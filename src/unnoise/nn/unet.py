@@ -138,6 +138,7 @@ class UNet(ClassConditioned, nn.Module):
         self.middle = EmbedSequential(self._res(c.mid_channels, c.mid_channels),
                                       *self._attention(c.mid_channels),
                                       self._res(c.mid_channels, c.mid_channels))
+        self.skip_channels = tuple(skip_channels)  # channels of each skip, stem first (ControlNet reads them)
         self.up = self._build_up(skip_channels)
         out_channels = c.in_channels if c.out_channels is None else c.out_channels
         self.head = nn.Sequential(group_norm(ch, c.groups), nn.SiLU(),
@@ -198,11 +199,26 @@ class UNet(ClassConditioned, nn.Module):
             raise ValueError(f"UNet spatial sizes must be multiples of {c.downsample_factor}, "
                              f"got {tuple(x.shape[2:])}")
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, cond=None, residuals=None) -> torch.Tensor:
         """Predict from ``x`` (B, C, *S) at noise input ``t`` (B,) with the named condition parts ``cond``
         (any combination the network was built for): "label" (B,), "text" = {"tokens": (B, L, D),
         "mask": (B, L), "pooled": (B, D)}, "lowres" (B, cond_channels, *S) (SR3: the upsampled
-        low-resolution input). Single-part forms (labels, a text dict, {"image": ...}) are accepted."""
+        low-resolution input). Single-part forms (labels, a text dict, {"image": ...}) are accepted.
+        ``residuals`` (ControlNet, nn/controlnet.py): one tensor per skip, in order, then one for the
+        middle block's output, each added to it before the decoder reads it."""
+        skips, h, emb, context = self.encode(x, t, cond)
+        if residuals is not None:
+            *skip_residuals, middle_residual = residuals
+            skips = [s + r for s, r in zip(skips, skip_residuals, strict=True)]
+            h = h + middle_residual
+        for block in self.up:
+            h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb, context)  # concat skip along channels
+        return unfold_patches(self.head(h), self.config.patch_size)
+
+    def encode(self, x: torch.Tensor, t: torch.Tensor, cond=None, stem_residual=None):
+        """The encoder and middle block: (skips, middle output, embedding, text context); the skips are
+        the stem's output then every down block's. ``stem_residual`` (B, C0, *S/p) is added to the stem's
+        output (a ControlNet's encoded control image)."""
         self._check_input(x)
         cond = named_condition(cond)
         if self.config.cond_channels:
@@ -213,14 +229,13 @@ class UNet(ClassConditioned, nn.Module):
         text = cond.get("text")
         context = (text["tokens"], text["mask"].bool()) if text is not None and self.config.context_dim else None
         h = self.stem(fold_patches(x, self.config.patch_size))
+        if stem_residual is not None:
+            h = h + stem_residual
         skips = [h]
         for block in self.down:
             h = self._run(block, h, emb, context)
             skips.append(h)
-        h = self._run(self.middle, h, emb, context)
-        for block in self.up:
-            h = self._run(block, torch.cat([h, skips.pop()], dim=1), emb, context)  # concat skip along channels
-        return unfold_patches(self.head(h), self.config.patch_size)
+        return skips, self._run(self.middle, h, emb, context), emb, context
 
     def _condition_image(self, cond, x: torch.Tensor) -> torch.Tensor:
         c = self.config
