@@ -97,3 +97,17 @@ def synchronize(device: torch.device | str) -> None:
     """Wait for queued work on `device` (timing); a no-op on the CPU."""
     if is_cuda(device):
         torch.cuda.synchronize(torch.device(device))
+
+
+def device_rng_state(device: torch.device | str) -> torch.Tensor | None:
+    """The random state of `device`'s own generator (CUDA: dropout and any sampling on the GPU), for an
+    exact resume; None on the CPU, whose state torch.get_rng_state() already covers."""
+    if not is_cuda(device):
+        return None
+    return torch.cuda.get_rng_state(torch.device(device))
+
+
+def set_device_rng_state(device: torch.device | str, state: torch.Tensor | None) -> None:
+    """Restore what device_rng_state returned (nothing to do on the CPU or for an older checkpoint)."""
+    if state is not None and is_cuda(device):
+        torch.cuda.set_rng_state(state.cpu(), torch.device(device))

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..conditions.base import slice_condition as slice_rows
-from ..device import autocast, check_precision, to_device
+from ..device import autocast, check_precision, device_rng_state, set_device_rng_state, to_device
 from ..errors import UnnoiseError
 from ..run.checkpoint import load_training_state, load_weights, resume_checkpoint, save_checkpoint, write_json
 from .distributed import Distributed
@@ -98,12 +98,17 @@ class Trainer:
     def _rng_state(self) -> dict:
         state = {"torch": torch.get_rng_state(), "noise": self.noise_gen.get_state(),
                  "data": self.batches.generator.get_state(), "order": self.batches.order.clone()}
+        on_device = device_rng_state(self.device)
+        if on_device is not None:
+            state["device"] = on_device
         return {**state, **self.objective.state()}
 
     def save(self) -> Path:
         """Rank 0 writes the checkpoint (every rank holds the same state); the others wait for it."""
         state = {"step": self.step, "images_seen": self.images_seen, "data_position": self.batches.position,
                  "loss": self.running_loss, "best_loss": self.best_loss}
+        if self.scaler is not None:  # fp16: the loss scale and its growth counter, for an exact resume
+            state["grad_scaler"] = self.scaler.state_dict()
         is_best = self.running_loss is not None and (self.best_loss is None or self.running_loss < self.best_loss)
         if is_best:
             self.best_loss = state["best_loss"] = self.running_loss
@@ -126,6 +131,9 @@ class Trainer:
         self.running_loss, self.best_loss = state.get("loss"), state.get("best_loss")
         self.ema.updates = state["ema_updates"]
         torch.set_rng_state(rng["torch"])
+        set_device_rng_state(self.device, rng.get("device"))
+        if self.scaler is not None and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.noise_gen.set_state(rng["noise"])
         self.batches.generator.set_state(rng["data"])
         self.batches.order, self.batches.position = rng["order"], state["data_position"]
