@@ -55,6 +55,7 @@ class SampleRequest:
     batch_size: int = 250
     length: int | None = None  # text runs: tokens per sample (default: the model's context)
     infill: str | None = None  # text runs: the text to complete, e.g. "To be, or [MASK:8] to be"
+    atoms: int | None = None  # molecule runs: atoms per molecule (default: drawn from the training histogram)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,10 @@ class Pipeline:
         self.conditions = conditions_for(config)
         self.text = self.denoiser if isinstance(self.denoiser, TextModel) else None  # a text run's model
         self.calibrations: dict = {}  # auto's calibrations made or read by this pipeline
+        from .run.latent import run_codec
+
+        self.codec = run_codec(config, self.device, self.run_dir)  # a latent run's frozen autoencoder, else identity
+        self.shape = tuple(self.codec.latent_shape(tuple(config.data_shape)))  # what the sampler draws
 
     @classmethod
     def load(cls, run_dir: Path, device="auto", weights: str = "ema") -> "Pipeline":
@@ -143,7 +148,7 @@ class Pipeline:
         grid = request.grid
         if grid is None and name == run.sampler and not sampler_spec(name).calibrated:
             grid = run.grid
-        return plan_sampling(name, denoiser or self.denoiser, self.process, self.config.data_shape, nfe=nfe,
+        return plan_sampling(name, denoiser or self.denoiser, self.process, self.shape, nfe=nfe,
                              steps=steps, grid=grid, options=request.options, conditional=self.conditions.guidable,
                              cache_dir=self.run_dir, memory=self.calibrations)
 
@@ -160,15 +165,24 @@ class Pipeline:
             return self.text.sample(request, n, self.config.sample)
         if request.length is not None or request.infill is not None:
             raise UnnoiseError(f"--{'length' if request.infill is None else 'infill'}: for text runs only")
+        from .run.latent import refuse_sampling
+
+        refuse_sampling(self.config, self.run_dir)  # an autoencoder run encodes and decodes only
         cond = self.condition(request, n)
+        from .run.molecules import molecule_generator  # molecules: atom counts, zero-CoM noise, atom masks
+
+        if request.atoms is not None and self.config.modality != "molecule":
+            raise UnnoiseError("--atoms: for molecule runs only")
+        draw = molecule_generator(self.config, request) if self.config.modality == "molecule" else generate
         denoiser = self.guided(request)
         plan = self.plan(request, denoiser)
         chunks = []
         for start in range(0, n, request.batch_size):
             seeds = range(request.seed + start, request.seed + min(n, start + request.batch_size))
             chunk_cond = slice_condition(cond, slice(start, start + len(seeds)))
-            chunks.append(generate(denoiser, self.config.data_shape, plan.sigmas, plan.function, seeds=seeds,
-                                   cond=chunk_cond, callback=request.callback, device=self.device).float())
+            z = draw(denoiser, self.shape, plan.sigmas, plan.function, seeds=seeds, cond=chunk_cond,
+                         callback=request.callback, device=self.device)
+            chunks.append(self.codec.decode(z).float())  # a latent run's samples decoded to data
         x = torch.cat(chunks).to(cpu())
         if not bool(torch.isfinite(x).all()):
             raise UnnoiseError(f"sampling produced non-finite values with {self.describe(request, plan)}; "
@@ -189,7 +203,9 @@ class Pipeline:
         default method is sr3 for a super-resolution run, dps for a noisy measurement, else ddnm."""
         from .grids import sigma_grid
         from .restore.sampling import MethodOptions, posterior_samples
+        from .run.latent import check_latent_restore
 
+        check_latent_restore(self)
         if request.n < 1:
             raise UnnoiseError(f"n must be >= 1, got {request.n}")
         lowres = self.conditions.get("lowres")
@@ -208,6 +224,17 @@ class Pipeline:
         if not bool(torch.isfinite(samples).all()):
             raise UnnoiseError(f"restoration produced non-finite values (method {method}, {steps} steps)")
         return Restoration(samples, method, steps)
+
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """Data (B, *data_shape) -> the run's diffusion space (a latent run's scaled latents), on the host."""
+        return self.codec.encode(x.to(self.device)).float().to(cpu())
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        """Diffusion-space tensors -> data, on the host."""
+        return self.codec.decode(z.to(self.device)).float().to(cpu())
 
 
 def _device_of(denoiser) -> torch.device:

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import UnnoiseError
 from ..eval.reconstruction import ssim
 from ..nn.autoencoder import KLAutoencoder, PatchDiscriminator, kl_divergence
 from .base import trainable
@@ -61,8 +60,9 @@ class AutoencoderObjective:
     def use_module(self, module: nn.Module) -> None:
         self.train_module = module
 
-    def denoiser_for(self, module: nn.Module):
-        raise UnnoiseError("an autoencoder run has no denoiser: it encodes and decodes (unnoise encode / decode)")
+    def denoiser_for(self, module: nn.Module) -> nn.Module:
+        """What training previews receive: the autoencoder itself (it has no denoiser)."""
+        return module
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return trainable(self.model)
@@ -83,6 +83,7 @@ class AutoencoderObjective:
         loss = reconstruction + self.weights["kl"] * kl_divergence(mean, logvar)
         self.last_terms = {"l1": float(l1.detach().mean()), "ssim": float(1 - structure.detach().mean())}
         if self.gan_on and torch.is_grad_enabled():
+            self.discriminator.to(x.device)  # in place: its optimizer keeps the same parameters
             generator_loss = -self.discriminator(x_hat).flatten(1).mean(1)
             scale = adaptive_weight(reconstruction.mean(), generator_loss.mean(), self.model.last_layer)
             loss = loss + self.weights["gan"] * scale * generator_loss

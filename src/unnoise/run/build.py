@@ -12,6 +12,8 @@ from ..nn import build_network
 from ..param import Denoiser
 from ..process import make_process
 from .config import RunConfig
+from .latent import is_autoencoder_config, resolve_autoencoder_config, resolve_codec
+from .molecules import check_molecule_config
 from .text import check_text_config, is_text_config, text_network_options, tokenizer_summary
 
 
@@ -22,7 +24,10 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
     `modality`, `data_dtype` and `vocab_size` come from the dataset's DataSpec, `tokenizer` (token data:
     its to_dict()) from the dataset."""
     check_options(config)
+    if is_autoencoder_config(config):  # an autoencoder run (run/latent.py)
+        return resolve_autoencoder_config(config, shape, modality, data_dtype)
     check_text_config(config, modality, config.data.name)
+    check_molecule_config(config, modality)
     if is_text_config(config):
         if config.tokenizer and tokenizer is not None and dict(tokenizer) != config.tokenizer:
             raise UnnoiseError(f"data {config.data.name!r}: its tokenizer ({tokenizer_summary(tokenizer)}) differs "
@@ -31,6 +36,8 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
         model = dataclasses.replace(config.model, network_options=options)
         return dataclasses.replace(config, model=model, data_shape=tuple(shape), modality=modality,
                                    data_dtype=data_dtype, vocab_size=int(vocab_size), tokenizer=dict(tokenizer or {}))
+    data_shape = tuple(shape)
+    config, shape = resolve_codec(config, shape)  # a latent run's network sees the codec's latent shape
     options = dict(config.model.network_options)
     outputs = 2 if config.model.learned_variance else 1  # the variance output doubles the channels
     if config.model.network == "unet":
@@ -51,12 +58,12 @@ def resolve_config(config: RunConfig, shape: tuple, num_classes: int, levels: in
     if "label" in config.model.conditions and num_classes == 0:
         raise UnnoiseError(f"model.class_conditional (model.conditions: label): dataset {config.data.name!r} "
                            f"has no labels")
-    resolved = dataclasses.replace(config, data_shape=tuple(shape), num_classes=num_classes,
+    resolved = dataclasses.replace(config, data_shape=data_shape, num_classes=num_classes,
                                    class_names=tuple(class_names))
     for key, value in conditions_for(resolved).network_options().items():
         options.setdefault(key, value)
     model = dataclasses.replace(config.model, network_options=options)
-    return dataclasses.replace(config, model=model, data_shape=tuple(shape), num_classes=num_classes,
+    return dataclasses.replace(config, model=model, data_shape=data_shape, num_classes=num_classes,
                                data_levels=levels, class_names=tuple(class_names), sample_rate=int(sample_rate),
                                modality=modality, data_dtype=data_dtype)
 
@@ -106,6 +113,10 @@ def build_denoiser(config: RunConfig) -> Denoiser:
         from .text import build_text_model
 
         return build_text_model(config)
+    if is_autoencoder_config(config):
+        from .latent import build_autoencoder_model
+
+        return build_autoencoder_model(config)
     m = config.model
     net = build_network(m.network, dict(m.network_options))
     process = make_process(m.process, **m.process_options)

@@ -40,6 +40,12 @@ class ModelConfig:
     # name and shape match); frozen keeps the copied parameters fixed, training only the others
     init_from: dict = field(default_factory=dict)
     learned_variance: bool = False  # the network also emits the reverse variance (discrete DDPM only)
+    # a few-step student: {method: progressive | consistency | consistency-training, teacher: PATH, ...}, its
+    # recipe and step schedule (run/distill.py fills in and checks the rest); empty for an ordinary run
+    distill: dict = field(default_factory=dict)
+    # latent runs (run/latent.py): the frozen codec the denoiser works through: "identity", a trained autoencoder
+    # run's directory, or {run: PATH}; the resolved config records {kind, run, sha256, scale, shift, latent_shape}
+    codec: dict | str = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,9 @@ class TrainConfig:
     keep_checkpoints: int = 3  # history/ keeps the last K checkpoints (best/ is kept apart)
     tensorboard: bool = False  # also log to run_dir/tensorboard (needs the tensorboard package)
     threads: int = 0  # CPU threads; 0: auto, the usable cores other processes leave free (run/threads.py)
+    # the loss options of a run kind with its own objective (an autoencoder run, run/latent.py: l1_weight,
+    # ssim_weight, kl_weight, gan_start, gan_weight, discriminator_lr)
+    loss_options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class RunConfig:
     data_dtype: str = "float32"  # int64 for token ids
     vocab_size: int = 0  # tokens: ids 0..vocab_size-1 (0: not tokens)
     tokenizer: dict = field(default_factory=dict)  # tokens: the dataset's tokenizer (Tokenizer.to_dict())
+    molecule: dict = field(default_factory=dict)  # molecules: atom types, feature scales, atom-count histogram
 
     @property
     def spec(self):
@@ -108,7 +118,7 @@ class RunConfig:
 
 
 RESOLVED = ("data_shape", "num_classes", "data_levels", "class_names", "sample_rate", "modality",
-            "data_dtype", "vocab_size", "tokenizer")  # filled from the data
+            "data_dtype", "vocab_size", "tokenizer", "molecule")  # filled from the data
 
 
 def spec_of(config: RunConfig):
@@ -124,7 +134,7 @@ def spec_of(config: RunConfig):
     return DataSpec(shape=tuple(config.data_shape), modality=modality, dtype=config.data_dtype or "float32",
                     levels=config.data_levels, sample_rate=config.sample_rate,
                     class_names=tuple(config.class_names), num_classes=config.num_classes,
-                    vocab_size=config.vocab_size)
+                    vocab_size=config.vocab_size, atom_types=tuple(config.molecule.get("types", ())))
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "sample": SampleConfig}
 
 
@@ -176,7 +186,8 @@ def config_from_dict(d: dict, where: str = "config") -> RunConfig:
                            num_classes=int(d.get("num_classes", 0)), data_levels=int(d.get("data_levels", 0)),
                            class_names=tuple(d.get("class_names", ())), sample_rate=int(d.get("sample_rate", 0)),
                            modality=str(d.get("modality", "")), data_dtype=str(d.get("data_dtype", "float32")),
-                           vocab_size=int(d.get("vocab_size", 0)), tokenizer=dict(d.get("tokenizer") or {}))
+                           vocab_size=int(d.get("vocab_size", 0)), tokenizer=dict(d.get("tokenizer") or {}),
+                           molecule=dict(d.get("molecule") or {}))
     except (TypeError, ValueError) as exc:
         raise UnnoiseError(f"{where}: bad resolved field ({exc})") from None
     from .validate import validate_config

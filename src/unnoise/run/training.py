@@ -31,6 +31,8 @@ from ..train.distributed import Distributed
 from ..train.loop import Batches, Trainer
 from .build import build_denoiser, check_init_from, resolve_config
 from .load import read_run_config
+from .latent import autoencoder_objective, autoencoder_preview, encode_dataset, finish_run, is_autoencoder_config
+from .molecules import is_molecule_config, molecule_objective, resolve_molecule_config
 from .text import is_text_config, text_preview
 from .checkpoint import read_checkpoint_tensors
 from .config import RunConfig, config_to_dict
@@ -59,15 +61,23 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
                             dataset.class_names if dataset.labels is not None else (),
                             getattr(dataset, "sample_rate", 0), dataset.spec.modality, dataset.spec.dtype,
                             dataset.spec.vocab_size, tokenizer.to_dict() if tokenizer is not None else None)
+    if is_molecule_config(config):  # atom types and p(N) recorded, the EGNN sized (run/molecules.py)
+        config = resolve_molecule_config(config, dataset)
     dist = Distributed.from_env(resolve_device(device if device is not None else tc.device))
-    denoiser = build_denoiser(config)  # a TextModel for a text run (run/text.py)
+    dataset = encode_dataset(config, dataset, dist.device)  # a latent run trains on its codec's latents
+    denoiser = build_denoiser(config)  # a TextModel for a text run (run/text.py), an AutoencoderModel (run/latent.py)
     init_from(denoiser.net, config.model.init_from)
-    if is_text_config(config):  # token data: no Gaussian denoiser, no conditions
+    if is_autoencoder_config(config):
+        objective = autoencoder_objective(config, denoiser.net)
+        preview = autoencoder_preview(config, run_dir, dataset) if preview is None else preview
+    elif is_text_config(config):  # token data: no Gaussian denoiser, no conditions
         objective = text_objective(denoiser.net, denoiser.process)
         preview = text_preview(config, run_dir, denoiser) if preview is None else preview
     else:
         conditions = conditions_for(config, dataset)
-        objective = DenoisingObjective(denoiser, conditions, tc, config.data_levels)
+        levels = 0 if config.model.codec else config.data_levels  # latents are continuous
+        objective = molecule_objective(config, denoiser, conditions, tc) if is_molecule_config(config) else \
+            DenoisingObjective(denoiser, conditions, tc, levels)
         preview = sample_grid_preview(config, run_dir, conditions, dataset) if preview is None else preview
     if dist.main:
         log.info("data: %s; device: %s", dataset.describe(), dist.device)
@@ -97,7 +107,7 @@ def train_run(config: RunConfig | None, run_dir: Path, resume: bool = False, ste
     with lock:
         trainer = build_trainer(config, run_dir, resume, steps, preview, device)
         try:
-            return trainer.run()
+            return finish_run(trainer, run_dir, trainer.run())  # autoencoder: codec/
         finally:
             trainer.dist.close()
 

@@ -107,7 +107,7 @@ def _registry(module: str, attribute: str, extra=()):
 RULES = {
     "data": {"name": choice(_registry("..data", "DATASETS"), "dataset")},
     "model": {
-        "network": choice(_registry("..nn.registry", "NETWORKS"), "network"),
+        "network": choice(_registry("..nn.registry", "NETWORKS", extra=("autoencoder",)), "network"),  # run/latent.py
         "process": choice(_registry("..process", "PROCESSES", extra=tuple(TEXT_PROCESSES)), "process"),
         "prediction": choice(_registry("..param", "PREDICTIONS"), "prediction"),
         "sigma_data": number(0, lo_open=True),
