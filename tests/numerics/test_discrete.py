@@ -174,9 +174,9 @@ def test_sampler_matches_the_data(reference, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("method", ["ancestral", "confidence"])
+@pytest.mark.parametrize("method", ["ancestral", "top_confidence_heuristic"])
 def test_sampler_is_batch_invariant(reference, kind, method):
-    if method == "confidence" and kind == "uniform":
+    if method == "top_confidence_heuristic" and kind == "uniform":
         pytest.skip("confidence ordering needs the absorbing process")
     process = make_process(kind, 3, "cosine")
     model = reference.model(process)
@@ -205,14 +205,15 @@ def test_uniform_infill_and_confidence_sampler_keep_given_tokens(reference):
     out = sample_tokens(reference.model(uniform), uniform, range(50), 4, 16, template=template)
     assert bool((out[:, [1, 3]] == 1).all())
     absorbing = make_process("absorbing", 3, "linear")
-    out = sample_tokens(reference.model(absorbing), absorbing, range(50), 4, 3, template=template, method="confidence")
+    out = sample_tokens(reference.model(absorbing), absorbing, range(50), 4, 3, template=template,
+                       method="top_confidence_heuristic")
     assert bool((out[:, [1, 3]] == 1).all()) and bool((out < 3).all())
 
 
 def test_sampler_rejects_bad_requests(reference):
     uniform = make_process("uniform", 3, "linear")
     with pytest.raises(UnnoiseError, match="absorbing"):
-        sample_tokens(reference.model(uniform), uniform, [0], 4, 4, method="confidence")
+        sample_tokens(reference.model(uniform), uniform, [0], 4, 4, method="top_confidence_heuristic")
     with pytest.raises(UnnoiseError, match="template"):
         sample_tokens(reference.model(uniform), uniform, [0], 4, 4, template=torch.tensor([0, 1, 7, FREE]))
     with pytest.raises(UnnoiseError):

@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from ..errors import unknown_name
+
 _MASK32 = 0xFFFFFFFF
 _MASK16 = 0xFFFF
 _GOLDEN32 = 0x9E3779B9  # 2^32 / golden ratio: spreads consecutive counters
@@ -83,3 +85,34 @@ def categorical(probs: Tensor, uniforms: Tensor) -> Tensor:
         last_positive = torch.where(probs > 0, positions, -1).amax(-1)
         index = torch.where(overflow, last_positive, index)
     return index
+
+
+FLOAT32_GRID = 2.0 ** -24  # a float32 uniform as torch.rand draws it: a multiple of 2^-24 in [0, 1 - 2^-24]
+
+
+def categorical_float32(probs: Tensor, uniforms: Tensor) -> Tensor:
+    """The float32 draw many samplers use, kept only to measure its effect: argmax_k p_k / E_k with
+    E_k = -log u_k and u_k float32 uniforms, one per category (an exponential race, equivalent to Gumbel-max).
+
+    In float32, u_k < 1 - 2^-24 bounds E_k below by about 6e-8, so the race's tail is cut: rare categories
+    are drawn less often than their probability and the sampling temperature drops (Zheng et al. 2024,
+    sec. 4). `uniforms` (..., K) on [0, 1) are rounded down to the float32 grid first.
+    """
+    grid = (torch.floor(uniforms.to(torch.float64) / FLOAT32_GRID) * FLOAT32_GRID).to(torch.float32)
+    exponential = 1e-10 - torch.log(grid + 1e-10)  # float32 throughout, as in common masked-diffusion code
+    return (probs.to(torch.float32) / exponential).argmax(-1)
+
+
+DRAW_PRECISIONS = ("float64", "float32")
+
+
+def draw_categorical(probs: Tensor, uniforms: CounterUniforms, step: int, precision: str = "float64") -> Tensor:
+    """One draw per row of `probs` (B, L, K) from counter `step` of per-sample `uniforms`: the float64
+    inverse-CDF draw (one uniform per position), or with precision 'float32' the truncated float32 race
+    (one uniform per position and category) that exists only to measure how much it distorts samples."""
+    batch, length, size = probs.shape
+    if precision == "float64":
+        return categorical(probs, uniforms.uniform(step, (length,)))
+    if precision == "float32":
+        return categorical_float32(probs, uniforms.uniform(step, (length, size)))
+    raise unknown_name("draw precision", precision, DRAW_PRECISIONS)

@@ -51,31 +51,51 @@ def text_objective(model: Transformer, process: CategoricalProcess | None, time_
     return MaskedDiffusionObjective(model, process, time_sampling)
 
 
+def encode_flag(tokenizer, text: str, flag: str) -> Tensor:
+    """`text` as ids; a character the tokenizer lacks is a one-line error naming `flag` (e.g. --prompt)."""
+    try:
+        return tokenizer.encode(text)
+    except UnnoiseError as error:
+        raise UnnoiseError(f"{flag}: {error}") from None
+
+
 def request_template(tokenizer, length: int, prompt: str | None = None, infill: str | None = None) -> Tensor | None:
-    """The (length,) template of a prefix `prompt` or an `infill` text with '[MASK:n]' spans (not both)."""
+    """The (length,) template of a prefix `prompt` or an `infill` text with '[MASK:n]' spans (not both);
+    one-line errors name --prompt / --infill."""
     if prompt and infill:
         raise UnnoiseError("give either --prompt or --infill, not both")
     if infill:
-        return infill_template(infill, tokenizer.encode, length)
+        return infill_template(infill, tokenizer.encode, length, where="--infill")
     if prompt:
-        return prefix_template(tokenizer.encode(prompt).tolist(), length)
+        ids = encode_flag(tokenizer, prompt, "--prompt")
+        if len(ids) > length:
+            raise UnnoiseError(f"--prompt: {len(ids)} tokens do not fit in a sample of --length {length}")
+        return prefix_template(ids.tolist(), length)
     return None
+
+
+def infill_length(tokenizer, infill: str) -> int:
+    """Tokens in an --infill text with its '[MASK:n]' spans counted as n."""
+    return len(infill_template(infill, tokenizer.encode, where="--infill"))
 
 
 @torch.no_grad()
 def generate_tokens(model: Transformer, process: CategoricalProcess | None, tokenizer, seeds, length: int,
                     nfe: int = 64, prompt: str | None = None, infill: str | None = None,
-                    method: str = "ancestral") -> Tensor:
+                    method: str = "ancestral", draw_precision: str = "float64") -> Tensor:
     """Token ids (len(seeds), length), one row per seed: diffusion runs take `nfe` reverse steps; the AR run
-    decodes left to right (a prompt's ids are kept as its first tokens)."""
+    decodes left to right (a prompt's ids are kept as its first tokens). Draws are float64 unless
+    `draw_precision` is 'float32' (diffusion runs; for measuring the float32 sampling bias only)."""
     template = request_template(tokenizer, length, prompt, infill)
     if process is None:
         if infill:
             raise UnnoiseError("--infill needs a diffusion run; an autoregressive run only continues a --prompt")
+        if draw_precision != "float64":
+            raise UnnoiseError("draw_precision: the autoregressive sampler draws in float64 only")
         prompt_ids = None if template is None else template[template != FREE]
         return sample_autoregressive(model, seeds, length, prompt=prompt_ids, device=_device_of(model))
     return sample_tokens(model, process, seeds, length, nfe, template=template, method=method,
-                         device=_device_of(model))
+                         device=_device_of(model), draw_precision=draw_precision)
 
 
 @torch.no_grad()

@@ -35,7 +35,8 @@ class CharTokenizer:
         found[found] = self._codepoints[ids[found]] == codepoints[found]
         if not found.all():
             missing = chr(int(codepoints[np.argmin(found)]))
-            raise UnnoiseError(f"text: character {missing!r} is not in this model's alphabet of {self.vocab_size}")
+            raise UnnoiseError(f"character {missing!r} is not in this model's alphabet of {self.vocab_size} "
+                               f"characters")
         return torch.from_numpy(ids.astype(np.int64))
 
     def decode(self, ids) -> str:

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from ..errors import UnnoiseError, unknown_name
 
 TEXT_PROCESSES = {"absorbing": "mdlm", "uniform": "d3pm", "autoregressive": "ar"}  # model.process -> kind
-TEXT_SAMPLERS = ("ancestral", "confidence")  # sample.sampler of a text run (discrete/sample.py METHODS)
+TEXT_SAMPLERS = ("ancestral", "top_confidence_heuristic")  # sample.sampler of a text run (discrete/sample.py
+# METHODS): the ELBO's ancestral sampler, or the confidence-ordered unmasking heuristic (absorbing runs only)
 SCHEDULES = ("linear", "cosine")
 
 
@@ -58,6 +59,8 @@ def check_text_config(config, modality: str, dataset: str) -> None:
     if config.sample.sampler not in TEXT_SAMPLERS:
         raise UnnoiseError(f"sample.sampler={config.sample.sampler}: a text run samples with "
                            f"{' or '.join(TEXT_SAMPLERS)}")
+    if config.sample.sampler == TEXT_SAMPLERS[1] and m.process != "absorbing":
+        raise UnnoiseError(f"sample.sampler={TEXT_SAMPLERS[1]} needs model.process=absorbing, got {m.process}")
 
 
 def text_network_options(config, shape: tuple, vocab_size: int) -> dict:
@@ -108,9 +111,9 @@ class TextModel(nn.Module):
         Sample i uses seed request.seed + i, in batches of request.batch_size."""
         method, steps, length = check_text_request(request, defaults, self.context, self.process is None)
         if request.infill and request.length is None:  # exactly the infill text, its spans filled
-            from ..discrete.sample import infill_template
+            from ..discrete.text import infill_length
 
-            length = len(infill_template(request.infill, self.tokenizer.encode))
+            length = infill_length(self.tokenizer, request.infill)
             if length > self.context:
                 raise UnnoiseError(f"--infill: {length} tokens exceed the model's context of {self.context}")
         starts = range(request.seed, request.seed + n, request.batch_size)
@@ -119,13 +122,14 @@ class TextModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, seeds, length: int, steps: int, prompt: str | None = None, infill: str | None = None,
-                 method: str = "ancestral") -> Tensor:
-        """Token ids (len(seeds), length) int64 on the host, one row per seed (discrete/text.py)."""
+                 method: str = "ancestral", draw_precision: str = "float64") -> Tensor:
+        """Token ids (len(seeds), length) int64 on the host, one row per seed (discrete/text.py);
+        `draw_precision` 'float32' only to measure the float32 sampling bias (benchmarks/text_generation.py)."""
         from ..device import cpu
         from ..discrete.text import generate_tokens
 
         return generate_tokens(self.net, self.process, self.tokenizer, seeds, length, steps, prompt=prompt,
-                               infill=infill, method=method).to(cpu())
+                               infill=infill, method=method, draw_precision=draw_precision).to(cpu())
 
     def decode(self, ids: Tensor) -> list[str]:
         return [self.tokenizer.decode(row) for row in ids]
