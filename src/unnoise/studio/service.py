@@ -1,0 +1,229 @@
+"""The studio without its web layer: runs, forms, the queue, the history and the job outputs, as plain Python
+calls the HTTP routes (app.py) and the tests use.
+
+Outputs live in RUNS/.studio/jobs/JOB_ID/ and are reached only by job id and a file name the job recorded.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UnnoiseError
+from .fields import check_params
+from .history import History
+from .jobs import Job, JobCancelled, JobQueue
+from .kinds import kind_of
+from .media import decode_data_url, open_image, png_bytes
+from .runs import STUDIO_DIR, PipelineCache, RunFolder
+
+PREVIEWS = 8  # previews per image while sampling
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may send: bytes of a request body, bytes and pixels of an uploaded image."""
+
+    body_bytes: int = 16 << 20
+    upload_bytes: int = 8 << 20
+    upload_pixels: int = 4096 * 4096
+
+
+@dataclass
+class JobContext:
+    """What a form's `execute` gets: the loaded pipeline and checked params, progress reporting (which
+    raises JobCancelled once the job is cancelled) and writers for outputs."""
+
+    job: Job
+    pipe: object
+    params: dict
+    out_dir: Path
+    images: dict  # upload field -> decoded PIL image
+    settings: dict  # what every output's metadata records (run, weights, kind, form, params)
+    preview_every: int = 1
+    seeds: list = field(default_factory=list)
+
+    @property
+    def config(self):
+        return self.pipe.config
+
+    def image(self, name: str):
+        return self.images[name]
+
+    def start(self, total: int) -> None:
+        self.job.total, self.job.step = int(total), 0
+        self.preview_every = max(1, total // max(1, self.job.settings["params"].get("n") or 1) // PREVIEWS)
+        self.job.touch()
+
+    def check_cancelled(self) -> None:
+        if self.job.cancel_requested.is_set():
+            raise JobCancelled()
+
+    def advance(self) -> None:
+        self.job.step += 1
+        self.job.touch()
+        self.check_cancelled()
+
+    def callback(self, i, sigma, x, x0) -> None:
+        """The sampler callback: one step done; a preview of x0 every few steps (image data)."""
+        if self.config.spec.modality == "image" and i % self.preview_every == 0 and x0 is not None:
+            self.job.preview = png_bytes(x0[0].detach().float().clamp(-1, 1), {})
+        self.advance()
+
+    def path(self, name: str) -> Path:
+        return self.out_dir / name
+
+    def add_output(self, name: str, kind: str, seed: int, **extra) -> None:
+        self.seeds.append(seed)
+        self.job.outputs.append({"file": name, "type": kind, "seed": seed, **extra})
+        self.job.touch()
+
+    def write_png(self, name: str, image, seed: int) -> None:
+        """An output image with its own settings embedded: the job's, with this image's seed and n = 1."""
+        settings = {**self.settings, "params": {**self.settings["params"], "seed": seed, "n": 1}}
+        self.path(name).write_bytes(png_bytes(image, settings))
+        self.add_output(name, "image", seed)
+
+
+class Studio:
+    """Runs under a folder, served through forms and one job queue, with a history on disk."""
+
+    def __init__(self, runs: Path, device="auto", *, workers: int = 1, limits: Limits = Limits(),
+                 memory_budget: int = 4 << 30, start: bool = True):
+        from ..device import resolve_device
+
+        self.folder = RunFolder(runs)
+        self.limits = limits
+        self.cache = PipelineCache(resolve_device(device), memory_budget)
+        self.state_dir = self.folder.root / STUDIO_DIR
+        self.history = History(self.state_dir / "history.sqlite3")
+        self.queue = JobQueue(self._execute, workers, on_finish=self._finished)
+        self.uploads: dict[str, dict] = {}  # job id -> decoded images, until the job runs
+        if start:
+            self.queue.start()
+
+    def close(self) -> None:
+        self.queue.stop()
+        self.history.close()
+
+    # runs and forms
+    def runs(self) -> list[dict]:
+        from ..run.load import read_run_config
+
+        listed = []
+        for name in self.folder.names():
+            try:
+                config = read_run_config(self.folder.root / name)
+                kind = kind_of(config)
+            except UnnoiseError as exc:
+                listed.append({"name": name, "kind": None, "error": str(exc)})
+                continue
+            listed.append({"name": name, "kind": kind.name, "modality": config.spec.modality,
+                           "shape": list(config.data_shape), "forms": [f.name for f in kind.forms]})
+        return listed
+
+    def run_config(self, name: str):
+        from ..run.load import read_run_config
+
+        return read_run_config(self.folder.resolve(name))
+
+    def forms(self, name: str) -> dict:
+        config = self.run_config(name)
+        kind = kind_of(config)
+        return {"run": name, "kind": kind.name, "modality": config.spec.modality, "shape": list(config.data_shape),
+                "forms": [{"name": f.name, "title": f.title, "viewer": f.viewer,
+                           "fields": [x.describe() for x in f.fields(config)]} for f in kind.forms]}
+
+    # jobs
+    def submit(self, request: dict) -> Job:
+        """Check a job request {run, form, params} (uploads decoded with the limits) and queue it."""
+        if not isinstance(request, dict):
+            raise UnnoiseError("the request body must be a JSON object {run, form, params}")
+        unknown = sorted(set(request) - {"run", "form", "params"})
+        if unknown:
+            raise UnnoiseError(f"unknown request key {unknown[0]!r}; expected run, form, params")
+        run = request.get("run")
+        config = self.run_config(run)
+        kind = kind_of(config)
+        form = kind.form(request.get("form") or kind.forms[0].name)
+        fields = form.fields(config)
+        params = check_params(fields, request.get("params", {}))
+        images, recorded = self._decode_uploads(fields, params)
+        if form.check is not None:
+            form.check(config, params, images)
+        settings = {"run": run, "kind": kind.name, "form": form.name, "params": recorded}
+        job = Job(run=run, kind=kind.name, form=form.name, params=params, settings=settings)
+        self.uploads[job.id] = images
+        self._store_uploads(job, fields, params)
+        self.history.record(job)
+        return self.queue.submit(job)
+
+    def _decode_uploads(self, fields, params) -> tuple[dict, dict]:
+        images, recorded = {}, dict(params)
+        for f in fields:
+            if f.type in ("image", "mask") and params.get(f.name) is not None:
+                data, fmt = decode_data_url(params[f.name], self.limits.upload_bytes, f"field {f.name!r}")
+                images[f.name] = open_image(data, self.limits.upload_pixels, f"field {f.name!r}", fmt)
+                recorded[f.name] = "sha256:" + hashlib.sha256(data).hexdigest()
+        return images, recorded
+
+    def _store_uploads(self, job: Job, fields, params) -> None:
+        """Keep each upload as JOB_DIR/upload-FIELD.png (history: reuse these settings)."""
+        names = []
+        for f in fields:
+            if f.name in self.uploads[job.id]:
+                out = io.BytesIO()
+                self.uploads[job.id][f.name].save(out, format="PNG")
+                self.job_dir(job.id).mkdir(parents=True, exist_ok=True)
+                (self.job_dir(job.id) / f"upload-{f.name}.png").write_bytes(out.getvalue())
+                names.append(f.name)
+        job.settings["uploads"] = names
+
+    def _finished(self, job: Job) -> None:
+        self.uploads.pop(job.id, None)
+        self.history.record(job)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.state_dir / "jobs" / job_id
+
+    def _execute(self, job: Job) -> None:
+        images = self.uploads.pop(job.id, {})
+        self.history.record(job)
+        pipe, weights = self.cache.get(self.folder.resolve(job.run))
+        out_dir = self.job_dir(job.id)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        settings = {**{k: v for k, v in job.settings.items() if k != "uploads"}, "weights": weights}
+        context = JobContext(job, pipe, job.params, out_dir, images, settings)
+        form = kind_of(pipe.config).form(job.form)
+        try:
+            form.execute(context)
+        finally:
+            self.history.record(job, weights=weights, seeds=context.seeds)
+
+    def job(self, job_id: str) -> dict:
+        """The job's state: live while this server knows it, else its history row."""
+        if job_id in self.queue.jobs:
+            job = self.queue.jobs[job_id]
+            return job.public(self.queue.position(job))
+        row = self.history.get(job_id)
+        if row is None:
+            raise LookupError(f"job {job_id[:40]!r}: no such job")
+        return {**row, "position": None, "has_preview": False}
+
+    def output_file(self, job_id: str, name: str) -> Path:
+        """The path of a file a job recorded (an output, its spectrogram or an upload); LookupError otherwise."""
+        job = self.job(job_id)
+        allowed = {o["file"] for o in job["outputs"]} | {o.get("spectrogram") for o in job["outputs"]}
+        allowed |= {f"upload-{u}.png" for u in job["settings"].get("uploads", [])}
+        if name not in allowed:
+            raise LookupError(f"job {job_id}: no file {name[:80]!r}")
+        return self.job_dir(job["id"]) / name
+
+    def history_page(self, limit: int = 50, offset: int = 0) -> list[dict]:
+        return self.history.list(limit, offset)
+
+
+def settings_json(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True)
