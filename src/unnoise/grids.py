@@ -60,7 +60,7 @@ def ddpm_sigmas(process: DiscreteDDPM, n: int, spacing: str = "trailing") -> Ten
     return _append_zero(sigmas)
 
 
-GRIDS = ("karras", "log_snr", "ddpm")
+GRIDS = ("karras", "log_snr", "ddpm", "nested")  # nested: sample/consistency.nested_karras (few-step students)
 
 
 def sigma_grid(name: str, process: Process, n: int, **options) -> Tensor:
@@ -71,6 +71,10 @@ def sigma_grid(name: str, process: Process, n: int, **options) -> Tensor:
         return karras(n, sigma_min, sigma_max, **options)
     if name == "log_snr":
         return log_snr_uniform(n, sigma_min, sigma_max)
+    if name == "nested":
+        from .sample.consistency import nested_karras
+
+        return nested_karras(n, sigma_min, sigma_max, **options)
     if name == "ddpm":
         if not isinstance(process, DiscreteDDPM):
             raise UnnoiseError(f"grid 'ddpm' needs the discrete ddpm process, not {process.name!r}")

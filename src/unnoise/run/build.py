@@ -11,6 +11,7 @@ from ..errors import UnnoiseError
 from ..nn import build_network
 from ..param import Denoiser
 from ..process import make_process
+from ..sample.consistency import CONSISTENCY_METHODS, ConsistencyDenoiser
 from .config import RunConfig
 from .latent import is_autoencoder_config, resolve_autoencoder_config, resolve_codec
 from .molecules import check_molecule_config
@@ -120,6 +121,9 @@ def build_denoiser(config: RunConfig) -> Denoiser:
     m = config.model
     net = build_network(m.network, dict(m.network_options))
     process = make_process(m.process, **m.process_options)
+    if m.distill.get("method") in CONSISTENCY_METHODS:  # f(x, sigma_min) = x through its output scalings
+        sigma_min = float(m.distill.get("sigma_min", process.sigma_min))
+        return ConsistencyDenoiser(net, process, m.prediction, m.sigma_data, sigma_min=sigma_min)
     return Denoiser(net, process, m.prediction, m.sigma_data, m.learned_variance)
 
 
@@ -128,4 +132,3 @@ def require_unconditioned_input(config: RunConfig, run_dir: Path) -> None:
     if "lowres" in config.model.conditions:
         raise UnnoiseError(f"{run_dir} is an x{config.model.lowres_factor} super-resolution run and needs a "
                            f"low-resolution image: use `unnoise restore {run_dir} --task sr --input IMG`")
-

@@ -43,6 +43,9 @@ class ModelConfig:
     # a few-step student: {method: progressive | consistency | consistency-training, teacher: PATH, ...}, its
     # recipe and step schedule (run/distill.py fills in and checks the rest); empty for an ordinary run
     distill: dict = field(default_factory=dict)
+    # a few-step student: {method: progressive | consistency | consistency-training, teacher: PATH, ...}, its
+    # recipe and step schedule (run/distill.py fills in and checks the rest); empty for an ordinary run
+    distill: dict = field(default_factory=dict)
     # latent runs (run/latent.py): the frozen codec the denoiser works through: "identity", a trained autoencoder
     # run's directory, or {run: PATH}; the resolved config records {kind, run, sha256, scale, shift, latent_shape}
     codec: dict | str = field(default_factory=dict)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import UnnoiseError, unknown_name
+from .consistency import consistency_sample
 from .langevin import annealed_langevin, predictor_corrector
 from .multistep import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, pc_multistep
 from .ode import euler, heun
@@ -95,6 +96,10 @@ _SPECS = [
                 options=("snr", "corrector_steps"), stochastic=True, calls=_langevin_pc_calls),
     SamplerSpec("annealed_langevin", annealed_langevin, "annealed Langevin dynamics (Song & Ermon 2019)",
                 options=("step_size", "steps_per_level", "denoise_last"), stochastic=True, calls=_annealed_calls),
+    SamplerSpec("consistency", consistency_sample, "consistency model: 1 step, or multistep with re-noising "
+                "(Song et al. 2023)", grid="nested", stochastic=True),
+    SamplerSpec("progressive", ddim, "deterministic DDIM on the nested grid a progressive-distilled student "
+                "learned (Salimans & Ho 2022)", grid="nested"),
 ]
 SAMPLERS: dict[str, SamplerSpec] = {spec.name: spec for spec in _SPECS}
 FIXED = tuple(name for name, spec in SAMPLERS.items() if not spec.calibrated)  # samplers run on a given grid

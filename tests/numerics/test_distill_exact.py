@@ -1,0 +1,150 @@
+"""Progressive distillation and consistency models against exact Gaussian-mixture teachers: the progressive
+target is the teacher's two DDIM steps, a student equal to it samples the teacher's 2N-step result in N
+steps, the consistency boundary condition holds bit for bit, the distillation target is one Heun step."""
+import math
+
+import pytest
+import torch
+
+from unnoise.errors import UnnoiseError
+from unnoise.exact import random_mixture
+from unnoise.nn import build_network
+from unnoise.objectives.consistency import boundaries, curriculum, heun_between, index_probabilities, pseudo_huber
+from unnoise.objectives.progressive import (check_student_prediction, ddim_step, progressive_target,
+                                            two_step_weights)
+from unnoise.param import Denoiser
+from unnoise.process import make_process
+from unnoise.sample import ddim, heun
+from unnoise.sample.consistency import ConsistencyDenoiser, consistency_sample, consistency_scalings, nested_karras
+
+
+def levels(batch, *values):
+    return [torch.full((batch,), v, dtype=torch.float64) for v in values]
+
+
+@pytest.fixture
+def teacher():
+    return random_mixture(dim=3, n_components=4, seed=3)
+
+
+def test_progressive_target_is_the_teachers_two_ddim_steps(teacher, assert_close_eps):
+    x = torch.randn(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 5.0
+    s, s_mid, s_next = 5.0, 1.3, 0.2
+    two_steps = ddim(teacher, x, torch.tensor([s, s_mid, s_next], dtype=torch.float64))
+    target = progressive_target(teacher, x, *levels(64, s, s_mid, s_next))
+    one_step = ddim_step(x, target, *levels(64, s, s_next))
+    assert_close_eps(one_step, two_steps, ulps=16, scale=float(x.abs().max()))
+
+
+def test_progressive_target_at_the_last_step_is_the_second_estimate(teacher):
+    x = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    sigma, sigma_mid, zero = levels(16, 0.8, 0.1, 0.0)
+    w1, w2 = two_step_weights(sigma, sigma_mid, zero)
+    assert torch.equal(w1, torch.zeros(16, dtype=torch.float64)) and torch.equal(w2, torch.ones(16, dtype=torch.float64))
+    x_mid = ddim_step(x, teacher(x, sigma), sigma, sigma_mid)
+    assert torch.equal(progressive_target(teacher, x, sigma, sigma_mid, zero), teacher(x_mid, sigma_mid))
+
+
+def test_progressive_target_is_stable_where_the_direct_division_is_not(teacher):
+    """Levels 1e-4 apart: Eq. 8's (x'' - r x) / (1 - r) in float32 loses ~1/(1 - r) of its digits; the convex
+    form keeps float32 accuracy."""
+    x64 = torch.randn(256, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * 0.5
+    sigma, sigma_mid, sigma_next = levels(256, 0.5, 0.5 * (1 - 5e-5), 0.5 * (1 - 1e-4))
+    reference = progressive_target(teacher, x64, sigma, sigma_mid, sigma_next)
+    x32 = x64.float()
+    convex = progressive_target(teacher, x32, sigma, sigma_mid, sigma_next)
+    x_mid = ddim_step(x32, teacher(x32, sigma), sigma, sigma_mid)
+    x_next = ddim_step(x_mid, teacher(x_mid, sigma_mid), sigma_mid, sigma_next)
+    r = float(sigma_next[0] / sigma[0])
+    direct = (x_next - r * x32) / (1 - r)
+    eps, scale = torch.finfo(torch.float32).eps, float(reference.abs().max())
+    assert float((convex - reference).abs().max()) <= 64 * eps * scale
+    assert float((direct.double() - reference).abs().max()) > 1000 * eps * scale
+
+
+def test_a_student_equal_to_the_target_takes_the_teachers_2n_steps_in_n(teacher, assert_close_eps):
+    n = 4
+    fine, coarse = nested_karras(2 * n, 0.002, 80.0), nested_karras(n, 0.002, 80.0)
+    assert torch.equal(fine[::2], coarse)
+
+    def student(x, sigma, cond=None):  # the exact target at each of its own grid levels
+        i = int(torch.nonzero(coarse == float(sigma[0]))[0])
+        mid, nxt = levels(len(x), float(fine[2 * i + 1]), float(coarse[i + 1]))
+        return progressive_target(teacher, x, sigma, mid, nxt)
+
+    x = 80.0 * torch.randn(32, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    assert_close_eps(ddim(student, x, coarse), ddim(teacher, x, fine), ulps=64, scale=float(fine[0]))
+
+
+def test_eps_students_are_refused_for_one_or_two_steps():
+    for steps in (1, 2):
+        with pytest.raises(UnnoiseError, match="needs x0, v or edm"):
+            check_student_prediction("eps", steps)
+    check_student_prediction("eps", 4)
+    check_student_prediction("v", 1)
+    check_student_prediction("edm", 1)
+
+
+@pytest.mark.parametrize("process, prediction", [("edm", "edm"), ("ddpm", "eps"), ("vp", "v"), ("ddpm", "x0")])
+def test_consistency_boundary_condition_is_exact(process, prediction):
+    torch.manual_seed(0)
+    net = build_network("mlp", {"in_dim": 5, "hidden": 32, "depth": 2})
+    p = make_process(process)
+    f = ConsistencyDenoiser(net, p, prediction, 0.5, sigma_min=p.sigma_min)
+    x = torch.randn(16, 5) * 3
+    out = f(x, torch.full((16,), p.sigma_min, dtype=torch.float64))
+    assert torch.equal(out, x)
+    above = f(x, torch.full((16,), p.sigma_min * 1.5, dtype=torch.float64))
+    assert not torch.equal(above, x)  # the network does act away from the boundary
+
+
+def test_consistency_scalings_on_an_edm_network_are_song_et_al(assert_close_eps):
+    torch.manual_seed(1)
+    net = build_network("mlp", {"in_dim": 4, "hidden": 16, "depth": 1})
+    p = make_process("edm")
+    f = ConsistencyDenoiser(net, p, "edm", 0.5, sigma_min=0.002)
+    x, sigma = torch.randn(8, 4, dtype=torch.float64), torch.linspace(0.01, 80, 8, dtype=torch.float64)
+    net.double()
+    c_skip, c_out = consistency_scalings(sigma, 0.002, 0.5)
+    c_in, c_noise = 1 / (sigma**2 + 0.25).sqrt(), 250 * sigma.log()
+    with torch.no_grad():
+        expected = c_skip[:, None] * x + c_out[:, None] * net(c_in[:, None] * x, c_noise, None)
+        assert_close_eps(f(x, sigma), expected, ulps=64)
+
+
+def test_consistency_distillation_target_is_one_teacher_heun_step(teacher, assert_close_eps):
+    x = torch.randn(32, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 2.0
+    high, low = 2.0, 1.4
+    expected = heun(teacher, x, torch.tensor([high, low], dtype=torch.float64))
+    got = heun_between(teacher, x, *levels(32, high, low))
+    assert_close_eps(got, expected, ulps=16, scale=float(x.abs().max()))
+
+
+def test_consistency_sampler_one_step_and_renoising(teacher):
+    """One level: f(sigma_max z). Two levels: f(f(sigma_max z) + sqrt(s1^2 - sigma_min^2) z')."""
+    class Exact:
+        process = make_process("edm")
+
+        def __call__(self, x, sigma, cond=None):
+            return teacher(x, sigma)
+
+    f, z = Exact(), torch.randn(8, 3, dtype=torch.float64)
+    grid = nested_karras(2, 0.002, 80.0)
+    z2 = torch.randn(8, 3, dtype=torch.float64)
+    draws = iter([z2])
+    out = consistency_sample(f, 80.0 * z, grid, noise=lambda like: next(draws))
+    first = teacher(80.0 * z, torch.full((8,), 80.0, dtype=torch.float64))
+    renoised = first + math.sqrt(float(grid[1]) ** 2 - 0.002**2) * z2
+    assert torch.equal(out, teacher(renoised, torch.full((8,), float(grid[1]), dtype=torch.float64)))
+    assert torch.equal(consistency_sample(f, 80.0 * z, nested_karras(1, 0.002, 80.0)), first)
+
+
+def test_consistency_schedule_pieces():
+    b = boundaries(18, 0.002, 80.0)
+    assert b[0] == 0.002 and b[-1] == 80.0 and bool((b[1:] > b[:-1]).all())
+    assert [curriculum(k, 600, 10, 1280) for k in (0, 74, 75, 599)] == [11, 11, 21, 1281]
+    assert curriculum(5, 100, 17, 17) == 18
+    p = index_probabilities(b, "lognormal")
+    assert len(p) == 17 and abs(float(p.sum()) - 1) < 1e-12 and int(p.argmax()) < 12
+    a, c = torch.zeros(2, 4), torch.tensor([[0.0] * 4, [3.0, 4.0, 0.0, 0.0]])
+    assert torch.allclose(pseudo_huber(a, c, 0.5), torch.tensor([0.0, math.sqrt(25.25) - 0.5]))
