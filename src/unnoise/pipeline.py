@@ -55,6 +55,7 @@ class SampleRequest:
     batch_size: int = 250
     length: int | None = None  # text runs: tokens per sample (default: the model's context)
     infill: str | None = None  # text runs: the text to complete, e.g. "To be, or [MASK:8] to be"
+    control: object = None  # ControlNet runs: an image (C, H, W) in [0, 1], or {"images": [...], "scales": [...]}
     atoms: int | None = None  # molecule runs: atoms per molecule (default: drawn from the training histogram)
 
 
@@ -117,14 +118,14 @@ class Pipeline:
             run = self.run_dir or "RUN"
             raise UnnoiseError(f"{run} is an x{lowres.factor} super-resolution run and needs a low-resolution image: "
                                f"use `unnoise restore {run} --task sr --input IMG` (Pipeline.restore)")
-        values = {"label": request.label, "prompt": request.prompt}
+        values = {"label": request.label, "prompt": request.prompt, "control": request.control}
         return self.conditions.from_request(values, n, self.device)
 
     def guided(self, request: SampleRequest):
         """The denoiser sampled for this request: with classifier-free guidance for a guidable run (the
         null condition also stands in for a missing one, e.g. while `auto` calibrates)."""
         guidance = (request.guidance, request.guidance_interval, request.guidance_rescale)
-        named = request.label is not None or request.prompt is not None or request.cond is not None
+        named = any(value is not None for value in (request.label, request.prompt, request.cond, request.control))
         if not named and any(value is not None for value in guidance):
             raise UnnoiseError("guidance options need a condition: pass a class (--class) or a prompt (--prompt)")
         if not self.conditions.guidable:

@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
     p.add_argument("--infill", help="text runs (diffusion): text with spans to fill, e.g. 'To be, or [MASK:8] to be'")
     p.add_argument("--length", type=int, help="text runs: tokens per sample (default: the model's context; with "
                                               "--infill, the infill text's length)")
+    p.add_argument("--control", type=Path, action="append", metavar="IMAGE",
+                   help="ControlNet runs: a control image (edges, segmentation map, sketch); repeat for several")
+    p.add_argument("--control-scale", type=float, action="append", metavar="S",
+                   help="scale of each --control (one for all, or one per image; default 1)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none; default: the run's)")
     p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
@@ -73,7 +77,22 @@ def request_from_args(args, **extra):
     return SampleRequest(n=args.n, seed=args.seed, sampler=args.sampler, nfe=args.nfe, steps=args.steps,
                          grid=args.grid, options=options, label=args.class_label, prompt=args.prompt,
                          guidance=args.guidance, guidance_interval=interval, guidance_rescale=args.guidance_rescale,
-                         length=args.length, infill=args.infill, **extra)
+                         length=args.length, infill=args.infill, control=control_from_args(args), **extra)
+
+
+def control_from_args(args):
+    """The --control images and their --control-scale values as a request value (None without --control)."""
+    paths, scales = getattr(args, "control", None) or [], getattr(args, "control_scale", None)
+    if not paths:
+        if scales:
+            raise UnnoiseError("--control-scale needs a --control image")
+        return None
+    from ..control.images import read_control_image
+
+    scales = scales or [1.0]
+    if len(scales) not in (1, len(paths)):
+        raise UnnoiseError(f"--control-scale: give one scale, or one per --control ({len(paths)}), got {len(scales)}")
+    return {"images": [read_control_image(path) for path in paths], "scales": scales * (len(paths) // len(scales))}
 
 
 def record_frames(frames: list):

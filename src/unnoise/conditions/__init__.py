@@ -12,15 +12,19 @@ from ..errors import UnnoiseError
 from .base import (Condition, batch_size, concat_conditions, expand_condition, map_part, named_condition,
                    slice_condition, where_rows)
 from .caption import CaptionCondition
+from .control import ControlCondition
 from .label import LabelCondition
 from .lowres import LowResCondition
 
-ORDER = ("label", "caption", "lowres")  # canonical order: dropout draws happen in this order
-NETWORKS_FOR = {"caption": ("unet",), "lowres": ("unet",)}  # conditions only some networks take
-LEGACY_NAMES = {"label": "class_conditional", "caption": "text_conditional", "lowres": "super_resolution"}
-DESCRIPTIONS = {"label": "class-conditional", "caption": "text-conditional", "lowres": "a super-resolution run"}
+ORDER = ("label", "caption", "lowres", "control")  # canonical order: dropout draws happen in this order
+NETWORKS_FOR = {"caption": ("unet",), "lowres": ("unet",), "control": ("unet",)}  # conditions only some networks take
+LEGACY_NAMES = {"label": "class_conditional", "caption": "text_conditional", "lowres": "super_resolution",
+                "control": "conditions (control)"}
+DESCRIPTIONS = {"label": "class-conditional", "caption": "text-conditional", "lowres": "a super-resolution run",
+                "control": "a ControlNet run"}
 
-__all__ = ["Condition", "Conditions", "LabelCondition", "CaptionCondition", "LowResCondition", "conditions_for",
+__all__ = ["Condition", "Conditions", "LabelCondition", "CaptionCondition", "LowResCondition", "ControlCondition",
+           "conditions_for",
            "check_conditions", "slice_condition", "concat_conditions", "expand_condition", "map_part",
            "batch_size", "where_rows", "named_condition", "ORDER"]
 
@@ -94,10 +98,10 @@ class Conditions:
         keys = {c.request_key: c for c in self.parts}
         for key in values:
             if key not in keys:
-                name = next((c for c, k in (("label", "label"), ("caption", "prompt"), ("lowres", "lowres"))
-                             if k == key), None)
+                name = next((c for c, k in (("label", "label"), ("caption", "prompt"), ("lowres", "lowres"),
+                                            ("control", "control")) if k == key), None)
                 if name is None:
-                    raise UnnoiseError(f"unknown condition {key!r}; valid: label, prompt, lowres")
+                    raise UnnoiseError(f"unknown condition {key!r}; valid: label, prompt, lowres, control")
                 raise UnnoiseError(f"{key}: this run is not {DESCRIPTIONS[name]} (its conditions: "
                                    f"{', '.join(self.names) or 'none'})")
         missing = [c.request_key for c in self.parts if not c.droppable and c.request_key not in values]
@@ -135,6 +139,10 @@ def check_conditions(model) -> None:
             check_layers(model.text_layers)
         except UnnoiseError as exc:
             raise UnnoiseError(f"model.text_layers: {exc}") from None
+    if "control" in names:
+        from ..control import control_kind
+
+        control_kind(model.control_kind)
     if "lowres" in names and model.lowres_factor not in (2, 4):
         raise UnnoiseError(f"model.super_resolution (model.lowres_factor) must be 0 (off), 2 or 4, "
                            f"got {model.lowres_factor!r}")
@@ -151,6 +159,8 @@ def conditions_for(config, dataset=None) -> Conditions:
             parts.append(CaptionCondition(m.text_max_tokens, m.text_layers, captions))
         elif name == "lowres":
             parts.append(LowResCondition(m.lowres_factor, config.data_shape))
+        elif name == "control":
+            parts.append(ControlCondition(m.control_kind, config.data_shape, dataset))
         else:
             raise UnnoiseError(f"model.conditions: unknown {name!r}; valid: {', '.join(ORDER)}")
     return Conditions(parts)

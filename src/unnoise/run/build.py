@@ -100,7 +100,7 @@ def check_init_from(init: dict) -> None:
     """One-line errors for model.init_from: {"run": PATH, "mode": "copy" | "frozen"}."""
     if not init:
         return
-    unknown = sorted(set(init) - {"run", "mode"})
+    unknown = sorted(set(init) - {"run", "mode", "sha256"})  # sha256: the source's weights (control runs)
     if unknown or "run" not in init:
         raise UnnoiseError(f"model.init_from: expected {{run: PATH, mode: copy|frozen}}, got {init!r}")
     if init.get("mode", "copy") not in INIT_MODES:
@@ -120,6 +120,10 @@ def build_denoiser(config: RunConfig) -> Denoiser:
         return build_autoencoder_model(config)
     m = config.model
     net = build_network(m.network, dict(m.network_options))
+    if "control" in m.conditions:  # ControlNet: the frozen base plus its control branch (run/control.py)
+        from .control import controlled_network
+
+        net = controlled_network(net, config)
     process = make_process(m.process, **m.process_options)
     if m.distill.get("method") in CONSISTENCY_METHODS:  # f(x, sigma_min) = x through its output scalings
         sigma_min = float(m.distill.get("sigma_min", process.sigma_min))

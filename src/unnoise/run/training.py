@@ -27,8 +27,10 @@ from ..discrete.text import text_objective
 from ..device import cpu, is_cuda, resolve_device
 from ..errors import UnnoiseError
 from ..objectives import DenoisingObjective
+from ..objectives.control import ControlObjective
 from ..train.distributed import Distributed
 from ..train.loop import Batches, Trainer
+from .control import control_config, init_control, is_control_config
 from .build import build_denoiser, check_init_from, resolve_config
 from .distill import distill_objective, resolve_distill_config
 from .load import read_run_config
@@ -58,6 +60,8 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
     torch.manual_seed(tc.seed)
     dataset = load_dataset(config.data.name, **config.data.options)
     tokenizer = getattr(dataset, "tokenizer", None)
+    if is_control_config(config):  # ControlNet: the base run's network and conditions, its hash (run/control.py)
+        config = control_config(config)
     config = resolve_config(config, dataset.shape, dataset.num_classes, getattr(dataset, "levels", 0),
                             dataset.class_names if dataset.labels is not None else (),
                             getattr(dataset, "sample_rate", 0), dataset.spec.modality, dataset.spec.dtype,
@@ -68,7 +72,10 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
     dist = Distributed.from_env(resolve_device(device if device is not None else tc.device))
     dataset = encode_dataset(config, dataset, dist.device)  # a latent run trains on its codec's latents
     denoiser = build_denoiser(config)  # a TextModel for a text run (run/text.py), an AutoencoderModel (run/latent.py)
-    init_from(denoiser.net, config.model.init_from)
+    if is_control_config(config):  # the frozen base run's weights, a ControlNet copied from them
+        init_control(denoiser.net, config)
+    else:
+        init_from(denoiser.net, config.model.init_from)
     if is_autoencoder_config(config):
         objective = autoencoder_objective(config, denoiser.net)
         preview = autoencoder_preview(config, run_dir, dataset) if preview is None else preview
@@ -79,7 +86,7 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
         conditions = conditions_for(config, dataset)
         levels = 0 if config.model.codec else config.data_levels  # latents are continuous
         objective = molecule_objective(config, denoiser, conditions, tc) if is_molecule_config(config) else \
-            DenoisingObjective(denoiser, conditions, tc, levels)
+            (ControlObjective if is_control_config(config) else DenoisingObjective)(denoiser, conditions, tc, levels)
         if config.model.distill:  # a few-step student of another run (run/distill.py)
             objective = distill_objective(config, denoiser, conditions)
         preview = sample_grid_preview(config, run_dir, conditions, dataset) if preview is None else preview

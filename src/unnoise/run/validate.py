@@ -115,6 +115,7 @@ RULES = {
         "text_layers": _int_list,
         "lowres_factor": choice((2, 4), "super-resolution factor"),
         "conditions": _conditions,
+        "control_kind": choice(_registry("..control", "KINDS"), "control kind"),
     },
     "train": {
         "steps": integer(1), "batch_size": integer(1), "lr": number(0, 10, lo_open=True),
