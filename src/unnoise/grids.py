@@ -75,10 +75,6 @@ def sigma_grid(name: str, process: Process, n: int, **options) -> Tensor:
         from .sample.consistency import nested_karras
 
         return nested_karras(n, sigma_min, sigma_max, **options)
-    if name == "nested":
-        from .sample.consistency import nested_karras
-
-        return nested_karras(n, sigma_min, sigma_max, **options)
     if name == "ddpm":
         if not isinstance(process, DiscreteDDPM):
             raise UnnoiseError(f"grid 'ddpm' needs the discrete ddpm process, not {process.name!r}")

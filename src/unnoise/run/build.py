@@ -12,7 +12,6 @@ from ..nn import build_network
 from ..param import Denoiser
 from ..process import make_process
 from ..sample.consistency import CONSISTENCY_METHODS, ConsistencyDenoiser
-from ..sample.consistency import CONSISTENCY_METHODS, ConsistencyDenoiser
 from .config import RunConfig
 from .latent import is_autoencoder_config, resolve_autoencoder_config, resolve_codec
 from .molecules import check_molecule_config
@@ -126,9 +125,6 @@ def build_denoiser(config: RunConfig) -> Denoiser:
 
         net = controlled_network(net, config)
     process = make_process(m.process, **m.process_options)
-    if m.distill.get("method") in CONSISTENCY_METHODS:  # f(x, sigma_min) = x through its output scalings
-        sigma_min = float(m.distill.get("sigma_min", process.sigma_min))
-        return ConsistencyDenoiser(net, process, m.prediction, m.sigma_data, sigma_min=sigma_min)
     if m.distill.get("method") in CONSISTENCY_METHODS:  # f(x, sigma_min) = x through its output scalings
         sigma_min = float(m.distill.get("sigma_min", process.sigma_min))
         return ConsistencyDenoiser(net, process, m.prediction, m.sigma_data, sigma_min=sigma_min)

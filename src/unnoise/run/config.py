@@ -40,9 +40,6 @@ class ModelConfig:
     # name and shape match); frozen keeps the copied parameters fixed, training only the others
     init_from: dict = field(default_factory=dict)
     learned_variance: bool = False  # the network also emits the reverse variance (discrete DDPM only)
-    # a few-step student: {method: progressive | consistency | consistency-training, teacher: PATH, ...}, its
-    # recipe and step schedule (run/distill.py fills in and checks the rest); empty for an ordinary run
-    distill: dict = field(default_factory=dict)
     control_kind: str = "edges"  # control (ControlNet, run/control.py): edges, segmentation or sketch
     # a few-step student: {method: progressive | consistency | consistency-training, teacher: PATH, ...}, its
     # recipe and step schedule (run/distill.py fills in and checks the rest); empty for an ordinary run

@@ -33,7 +33,6 @@ from ..train.loop import Batches, Trainer
 from .control import control_config, init_control, is_control_config
 from .build import build_denoiser, check_init_from, resolve_config
 from .distill import distill_objective, resolve_distill_config
-from .distill import distill_objective, resolve_distill_config
 from .load import read_run_config
 from .latent import autoencoder_objective, autoencoder_preview, encode_dataset, finish_run, is_autoencoder_config
 from .molecules import is_molecule_config, molecule_objective, resolve_molecule_config
@@ -70,7 +69,6 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
     if is_molecule_config(config):  # atom types and p(N) recorded, the EGNN sized (run/molecules.py)
         config = resolve_molecule_config(config, dataset)
     config = resolve_distill_config(config)  # a few-step student: its recipe and step schedule (run/distill.py)
-    config = resolve_distill_config(config)  # a few-step student: its recipe and step schedule (run/distill.py)
     dist = Distributed.from_env(resolve_device(device if device is not None else tc.device))
     dataset = encode_dataset(config, dataset, dist.device)  # a latent run trains on its codec's latents
     denoiser = build_denoiser(config)  # a TextModel for a text run (run/text.py), an AutoencoderModel (run/latent.py)
@@ -89,8 +87,6 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
         levels = 0 if config.model.codec else config.data_levels  # latents are continuous
         objective = molecule_objective(config, denoiser, conditions, tc) if is_molecule_config(config) else \
             (ControlObjective if is_control_config(config) else DenoisingObjective)(denoiser, conditions, tc, levels)
-        if config.model.distill:  # a few-step student of another run (run/distill.py)
-            objective = distill_objective(config, denoiser, conditions)
         if config.model.distill:  # a few-step student of another run (run/distill.py)
             objective = distill_objective(config, denoiser, conditions)
         preview = sample_grid_preview(config, run_dir, conditions, dataset) if preview is None else preview

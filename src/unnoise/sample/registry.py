@@ -9,7 +9,6 @@ from typing import Callable
 
 from ..errors import UnnoiseError, unknown_name
 from .consistency import consistency_sample
-from .consistency import consistency_sample
 from .langevin import annealed_langevin, predictor_corrector
 from .multistep import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, pc_multistep
 from .ode import euler, heun
