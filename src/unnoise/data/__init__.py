@@ -20,6 +20,7 @@ from unnoise.data.textfolder import load_textfolder
 from unnoise.data.tones import load_tones
 from unnoise.data.toy2d import load_toy2d, ring_centers
 from unnoise.errors import UnnoiseError, unknown_name
+from unnoise.planning.dataset import load_maze  # trajectory windows in the D4RL mazes (planning/)
 
 DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "digits": load_digits,
@@ -33,6 +34,7 @@ DATASETS: dict[str, Callable[..., ArrayDataset]] = {
     "shakespeare": load_shakespeare,
     "textfolder": load_textfolder,
     "qm9": load_qm9,
+    "maze": load_maze,
 }
 
 

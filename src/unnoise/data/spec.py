@@ -9,6 +9,7 @@ layout of one sample per modality:
   tokens    (L,)             int64 token ids in 0..vocab_size-1
   video     (C, T, H, W)     T frames, values in [-1, 1]
   molecule  (N, F)           N atoms: 3 coordinates, then F - 3 atom features
+  trajectory (C, L)          L time steps of C state and action channels, scaled to about [-1, 1] (planning/)
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 
 from unnoise.errors import UnnoiseError, unknown_name
 
-SAMPLE_RANKS = {"image": (3,), "audio": (2,), "points": (1, 2), "tokens": (1,), "video": (4,), "molecule": (2,)}
+SAMPLE_RANKS = {"image": (3,), "audio": (2,), "points": (1, 2), "tokens": (1,), "video": (4,), "molecule": (2,),
+                "trajectory": (2,)}
 MODALITIES = tuple(SAMPLE_RANKS)
 DTYPES = ("float32", "float64", "int64")
 INTEGER_DTYPES = ("int64",)

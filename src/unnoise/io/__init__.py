@@ -13,6 +13,7 @@ The formats each modality writes (the suffix of `path` picks one; any other is a
   molecule  .png .jpg .jpeg     a grid of the atoms' positions (x-y projection)
   tokens    .txt                one line of text per sample (ids, or words through `vocabulary=`)
   video     .gif                an animation; .png .jpg .jpeg: every frame in a grid
+  trajectory .png .jpg .jpeg    a grid of the plans' x-y paths (channels 0 and 1), io/trajectory.py
 
 Trajectories: image, points and molecule as an animated .gif; tokens as .txt; audio and video have none.
 The writers live in io/image.py, io/audio.py, io/points.py, io/text.py and io/video.py; io/plots.py
@@ -38,6 +39,7 @@ SAMPLE_FORMATS = {
     "molecule": PICTURES,
     "tokens": (".txt",),
     "video": (".gif",) + PICTURES,
+    "trajectory": PICTURES,
 }
 TRAJECTORY_FORMATS = {"image": (".gif",), "points": (".gif",), "molecule": (".gif",), "tokens": (".txt",)}
 SAMPLE_WRITERS = {
@@ -47,6 +49,7 @@ SAMPLE_WRITERS = {
     "molecule": "points:write_points_samples",
     "tokens": "text:write_token_samples",
     "video": "video:write_video_samples",
+    "trajectory": "trajectory:write_trajectory_samples",
 }
 TRAJECTORY_WRITERS = {
     "image": "image:write_image_trajectory",
