@@ -113,7 +113,7 @@ def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
     return 1 - alphas
 
 
-BETA_SCHEDULES = {"linear", "cosine", "sigmoid"}
+BETA_SCHEDULES = {"linear", "cosine", "sigmoid", "scaled_linear"}  # scaled_linear: Stable Diffusion's
 
 
 @dataclass(frozen=True)
@@ -211,6 +211,8 @@ def _make_betas(cfg: DiscreteConfig) -> Tensor:
         betas = cosine_betas(cfg.steps)
     elif cfg.schedule == "sigmoid":
         betas = sigmoid_betas(cfg.steps, cfg.beta_start, cfg.beta_end)
+    elif cfg.schedule == "scaled_linear":  # linear in sqrt(beta) (Rombach et al. 2022's latent models)
+        betas = linear_betas(cfg.steps, cfg.beta_start**0.5, cfg.beta_end**0.5) ** 2
     else:
         raise unknown_name("beta schedule", cfg.schedule, BETA_SCHEDULES)
     return rescale_zero_terminal_snr(betas) if cfg.zero_terminal_snr else betas
