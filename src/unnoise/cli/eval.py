@@ -60,6 +60,8 @@ def check_args(args) -> None:
 
 
 def run(args) -> None:
+    from ..eval.molecules import is_molecule_run
+
     check_args(args)
     if args.nll:
         from ..eval.nll import evaluate_nll
@@ -68,6 +70,12 @@ def run(args) -> None:
                               vlb_variance=args.vlb_variance, divergence=args.divergence, draws=args.draws,
                               rtol=args.rtol, atol=args.atol, weights=args.weights, device=args.device)
         out = args.out or Path(args.run_dir) / "eval_nll.json"
+    elif is_molecule_run(args.run_dir):  # stability, validity, uniqueness, novelty (eval/molecules.py)
+        from ..eval.molecules import evaluate_molecule_run
+
+        result = evaluate_molecule_run(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
+                                       nfe=args.nfe, steps=args.steps, weights=args.weights, device=args.device)
+        out = args.out or Path(args.run_dir) / "eval.json"
     else:
         from ..eval.quality import evaluate_quality
 

@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
                    help="ControlNet runs: a control image (edges, segmentation map, sketch); repeat for several")
     p.add_argument("--control-scale", type=float, action="append", metavar="S",
                    help="scale of each --control (one for all, or one per image; default 1)")
+    p.add_argument("--atoms", type=int, help="molecule runs: atoms per molecule (default: drawn from the training "
+                                             "histogram of atom counts)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none; default: the run's)")
     p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
@@ -51,7 +53,8 @@ def add_parser(sub) -> None:
     p.add_argument("--weights", default="ema", choices=["ema", "model"])
     p.add_argument("--out", type=Path,
                    help="output (default samples.png; samples.txt for text runs): .png/.jpg grid (a scatter for "
-                        "2-D data, spectrograms for audio); text runs: .txt; audio runs also "
+                        "2-D data, spectrograms for audio); text runs: .txt; molecule runs also .sdf, .xyz; "
+                        "audio runs also "
                         "take NAME.wav (NAME.wav for --n 1, NAME-000.wav, ... for more) with spectrograms NAME.png")
     p.add_argument("--gif", type=Path, help="also write the denoising trajectory as an animated GIF")
     p.add_argument("--save-tensor", type=Path, help="also save the raw samples as .safetensors")
@@ -77,7 +80,8 @@ def request_from_args(args, **extra):
     return SampleRequest(n=args.n, seed=args.seed, sampler=args.sampler, nfe=args.nfe, steps=args.steps,
                          grid=args.grid, options=options, label=args.class_label, prompt=args.prompt,
                          guidance=args.guidance, guidance_interval=interval, guidance_rescale=args.guidance_rescale,
-                         length=args.length, infill=args.infill, control=control_from_args(args), **extra)
+                         length=args.length, infill=args.infill, control=control_from_args(args),
+                         atoms=getattr(args, "atoms", None), **extra)
 
 
 def control_from_args(args):

@@ -67,7 +67,8 @@ def parse_row(row: dict) -> dict:
 
 def read_records(rows=None, files: list[Path] | None = None) -> list[dict]:
     """Molecules at the given 0-based row numbers (all rows when None), in row order, across the CSV files
-    in order. Only the chosen lines are parsed, so a few hundred molecules read in about a second."""
+    (default: qm9pack's) in order. Only the chosen lines are parsed, so a few hundred molecules read in
+    about a second. A file without qm9pack's columns is a one-line error naming the file and the column."""
     wanted = None if rows is None else set(int(r) for r in rows)
     records, row_number, header = [], 0, None
     for path in files or qm9_files():
@@ -75,11 +76,20 @@ def read_records(rows=None, files: list[Path] | None = None) -> list[dict]:
             header = next(csv.reader([handle.readline()]))
             for line in handle:
                 if wanted is None or row_number in wanted:
-                    records.append(parse_row(dict(zip(header, next(csv.reader([line]))))))
+                    records.append(_parsed(dict(zip(header, next(csv.reader([line])))), path, row_number))
                 row_number += 1
     if rows is None and row_number != CHARACTERISED and files is None:
         raise UnnoiseError(f"qm9pack holds {row_number} molecules; expected the {CHARACTERISED} characterised ones")
     return records
+
+
+def _parsed(row: dict, path: Path, row_number: int) -> dict:
+    try:
+        return parse_row(row)
+    except KeyError as exc:
+        raise UnnoiseError(f"{path}: row {row_number} has no column {exc.args[0]!r} (qm9pack's CSV layout)") from None
+    except ValueError as exc:
+        raise UnnoiseError(f"{path}: row {row_number}: {exc}") from None
 
 
 def split_rows(split: str, total: int = CHARACTERISED, seed: int = SPLIT_SEED) -> np.ndarray:
@@ -119,9 +129,18 @@ def molecules_dataset(records: list[dict], hydrogens: bool = True, charges: bool
     return dataset
 
 
-@functools.lru_cache(maxsize=2)
-def _split_records(split: str) -> tuple:
-    return tuple(read_records(split_rows(split)))
+@functools.lru_cache(maxsize=4)
+def _split_records(split: str, limit: int = 0, file: str = "") -> tuple:
+    """The records of `split` (the first `limit` in row order when > 0), from qm9pack or a CSV `file`."""
+    if not file:
+        rows = split_rows(split)
+        return tuple(read_records(rows[:limit] if limit else rows))
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise UnnoiseError(f"qm9 file: {path} not found (a CSV in qm9pack's layout)")
+    records = read_records(None, files=[path])
+    rows = split_rows(split, total=len(records))
+    return tuple(records[int(r)] for r in (rows[:limit] if limit else rows))
 
 
 def _flag(value, field: str) -> bool:
@@ -136,12 +155,16 @@ def _flag(value, field: str) -> bool:
     raise UnnoiseError(f"{field} must be true or false, got {value!r}")
 
 
-def load_qm9(split: str = "train", hydrogens: bool = True, charges: bool = True, limit: int = 0) -> ArrayDataset:
-    """QM9's `split` (train, valid, test) with or without hydrogens; `limit` > 0 keeps the first molecules."""
+def load_qm9(split: str = "train", hydrogens: bool = True, charges: bool = True, limit: int = 0,
+             file: str = "") -> ArrayDataset:
+    """QM9's `split` (train, valid, test) with or without hydrogens; `limit` > 0 keeps the first molecules
+    (in row order). `file`: a CSV in qm9pack's layout (e.g. a subset) instead of the installed qm9pack,
+    split in the same proportions with the same seed."""
     split = choice(split, "qm9 split", tuple(SPLIT_SIZES))
     hydrogens, charges = _flag(hydrogens, "qm9 hydrogens"), _flag(charges, "qm9 charges")
     limit = 0 if limit in (0, "0") else positive_int(limit, "qm9 limit")
-    records = list(_split_records(split))
-    records = records[:limit] if limit else records
+    records = list(_split_records(split, limit, str(file or "")))
+    if not records:
+        raise UnnoiseError(f"qm9 {split} split of {file or 'qm9pack'} is empty; give more molecules")
     suffix = "" if hydrogens else "-noh"
     return molecules_dataset(records, hydrogens, charges, name=f"qm9{suffix}[{split}]")

@@ -39,10 +39,12 @@ class DataSpec:
     class_names: tuple = ()
     num_classes: int = field(default=-1)  # -1: len(class_names)
     vocab_size: int = 0
+    atom_types: tuple = ()  # molecules: element symbols in the order of the one-hot feature columns
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", _checked_shape(self.shape))
         object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
+        object.__setattr__(self, "atom_types", tuple(str(symbol) for symbol in self.atom_types))
         if self.num_classes == -1:
             object.__setattr__(self, "num_classes", len(self.class_names))
         if self.modality not in MODALITIES:
@@ -75,21 +77,23 @@ class DataSpec:
         """A JSON-ready dict; `DataSpec.from_dict` reads it back."""
         return {"shape": list(self.shape), "modality": self.modality, "dtype": self.dtype, "levels": self.levels,
                 "sample_rate": self.sample_rate, "class_names": list(self.class_names),
-                "num_classes": self.num_classes, "vocab_size": self.vocab_size}
+                "num_classes": self.num_classes, "vocab_size": self.vocab_size, "atom_types": list(self.atom_types)}
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "data spec") -> "DataSpec":
         """The spec a `to_dict` dict describes; unknown or missing keys are one-line errors naming `where`."""
         if not isinstance(d, dict):
             raise UnnoiseError(f"{where}: expected an object, got {type(d).__name__}")
-        known = {"shape", "modality", "dtype", "levels", "sample_rate", "class_names", "num_classes", "vocab_size"}
+        known = {"shape", "modality", "dtype", "levels", "sample_rate", "class_names", "num_classes", "vocab_size",
+                 "atom_types"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise UnnoiseError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(known))}")
         for key in ("shape", "modality"):
             if key not in d:
                 raise UnnoiseError(f"{where}: missing key {key!r}")
-        return cls(**{**d, "shape": tuple(d["shape"]), "class_names": tuple(d.get("class_names", ()))})
+        return cls(**{**d, "shape": tuple(d["shape"]), "class_names": tuple(d.get("class_names", ())),
+                      "atom_types": tuple(d.get("atom_types", ()))})
 
 
 def _checked_shape(shape) -> tuple:

@@ -10,7 +10,8 @@ The formats each modality writes (the suffix of `path` picks one; any other is a
                                 NAME-001.wav, ... beside it for several
             .png .jpg .jpeg     a grid of their spectrograms
   points    .png .jpg .jpeg     a scatter (one point per sample) or a grid of clouds (x-y projection)
-  molecule  .png .jpg .jpeg     a grid of the atoms' positions (x-y projection)
+  molecule  .sdf .xyz          every molecule (SDF: 3-D molfiles with the evaluator's bonds), io/molecules.py
+            .png .jpg .jpeg     RDKit's 2-D depictions of the first 64 (without RDKit: the atoms' x-y projection)
   tokens    .txt                one line of text per sample (ids, or words through `vocabulary=`)
   video     .gif                an animation; .png .jpg .jpeg: every frame in a grid
   trajectory .png .jpg .jpeg    a grid of the plans' x-y paths (channels 0 and 1), io/trajectory.py
@@ -36,7 +37,7 @@ SAMPLE_FORMATS = {
     "image": PICTURES,
     "audio": (".wav",) + PICTURES,
     "points": PICTURES,
-    "molecule": PICTURES,
+    "molecule": (".sdf", ".xyz") + PICTURES,
     "tokens": (".txt",),
     "video": (".gif",) + PICTURES,
     "trajectory": PICTURES,
@@ -46,7 +47,7 @@ SAMPLE_WRITERS = {
     "image": "image:write_image_samples",
     "audio": "audio:write_audio_samples",
     "points": "points:write_points_samples",
-    "molecule": "points:write_points_samples",
+    "molecule": "molecules:write_molecule_samples",
     "tokens": "text:write_token_samples",
     "video": "video:write_video_samples",
     "trajectory": "trajectory:write_trajectory_samples",

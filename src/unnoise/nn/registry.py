@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from ..errors import UnnoiseError, unknown_name
+from .egnn import EGNN, EGNNConfig
 from .mlp import MLP, MLPConfig
 from .transformer import Transformer, TransformerConfig
 from .unet import UNet, UNetConfig
@@ -19,6 +20,8 @@ NETWORKS: dict[str, tuple[type, type[nn.Module]]] = {
     # over token ids (text runs): vocab_size, input_size, causal and time_conditioned are filled from the data
     # and the categorical process by run/text.py
     "transformer": (TransformerConfig, Transformer),
+    # molecules (B, N, 3 + F) with cond {"atom_mask": (B, N)}; num_features is filled from the data (run/molecules.py)
+    "egnn": (EGNNConfig, EGNN),
 }
 
 
