@@ -22,7 +22,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("sample", help=SUMMARY, description=SUMMARY)
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--sampler", help=f"default: the run's sample.sampler. {sampler_help()}",
+    p.add_argument("--sampler", help=f"default: the run's sample.sampler. {sampler_help()} Text runs: "
+                                     f"{' or '.join(TEXT_SAMPLERS)} (a heuristic, not the ELBO's sampler)",
                    metavar="{" + ",".join(SAMPLERS) + "}")
     p.add_argument("--nfe", type=int, help="budget in model calls, for every sampler (auto calibrates for it)")
     p.add_argument("--steps", type=int, help="budget in grid steps (a Heun step costs 2 calls; for auto, steps = "
