@@ -1,172 +1,203 @@
 """Text generation on Shakespeare: masked (MDLM) and uniform (D3PM) diffusion against an autoregressive
-transformer with the same architecture and the same training time.
+transformer of the same size trained for the same number of steps (the same training FLOPs), all trained
+through the library's own path (run/training.train_run on the shakespeare-mdlm / -d3pm / -ar presets) and
+evaluated through the Pipeline and eval/text.py.
 
-    python benchmarks/text_generation.py --json            # the full comparison (hours on 2 CPU cores)
-    python benchmarks/text_generation.py --quick --json    # ~1 minute of training: real, small numbers
+    python benchmarks/text_generation.py --json                 # the full protocol: 45 minutes per model
+    python benchmarks/text_generation.py --quick --json         # small models, ~25 s each: a few minutes
+
+Protocol. The step budget is set once: the MDLM run trains `calibration` steps (inside the warm-up, so the
+learning-rate schedule does not depend on the total yet), its seconds per step give the steps that fit in
+--minutes, and it resumes to that many steps; D3PM, AR and the evaluator then train exactly as many steps.
+Generative perplexity is measured under a separate evaluator, an AR run from another seed (train.seed=1)
+on the same training plays, so the AR competitor is not scored by itself (--evaluator RUN reuses one).
+Every figure is on the held-out plays (Hamlet, Twelfth Night, Richard II).
 
 Prints one JSON object:
-  {"config": {...},
-   "data_entropy": H,  # per-sample character entropy of held-out windows, bits
-   "models": {"mdlm"|"d3pm"|"ar": {"parameters", "steps", "train_seconds",
-              "heldout_bits_per_char", "heldout_bits_per_char_se", "is_bound"}},
-   "generation": {"mdlm"|"d3pm": {"<nfe>": {"gen_perplexity", "entropy", "samples_per_second"}},
-                  "ar": {"kv_cache": {...}}},
-   "infill": {"mask_fraction", "mdlm_top1", "d3pm_top1", "ar_left_context_top1"}}
-Generative perplexity is measured under the AR model; entropy is the mean per-sample character entropy
-(bits), to be read against data_entropy (a low-temperature sampler lowers both).
+  {"config", "runs", "data_entropy_bits",  # mean per-window character entropy of held-out text (bits)
+   "models": {"mdlm"|"d3pm"|"ar": {"parameters", "train_steps", "train_seconds",
+       "heldout": {"bits_per_char", "standard_error", "is_bound"},  # ELBO bound (diffusion) or exact (AR)
+       "generation": {"<nfe>" (diffusion) | "kv_cache" (AR): {"gen_perplexity", "gen_bits_per_char",
+                      "entropy_bits", "samples_per_second"}},
+       "float32_draws": {"nfe", "gen_perplexity", "entropy_bits", ...},  # diffusion: same seeds, float32 race
+       "infill": {"top1", "sampled_accuracy" (diffusion)}, "samples": {...}}},
+   "evaluator": {...}, "infill_mask_fraction", "targets": {...}, "wall_seconds"}
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from unnoise.data.shakespeare_works import load_shakespeare
-from unnoise.discrete.autoregressive import autoregressive_nll, sample_autoregressive, with_bos
-from unnoise.discrete.process import make_process
-from unnoise.discrete.sample import sample_tokens
-from unnoise.discrete.text import heldout_bits
-from unnoise.nn.transformer import Transformer, TransformerConfig
-from unnoise.objectives.autoregressive import AutoregressiveObjective
-from unnoise.objectives.masked import MaskedDiffusionObjective
+from unnoise.discrete.quality import (autoregressive_infill_top1, diffusion_infill_sampled, diffusion_infill_top1,
+                                      generative_perplexity, sample_entropy_bits, span_masks)
+from unnoise.eval.text import evaluate_text_nll
+from unnoise.pipeline import Pipeline, SampleRequest
+from unnoise.run.config import apply_overrides, config_from_dict
+from unnoise.run.presets import preset
+from unnoise.run.threads import apply_threads
+from unnoise.run.training import train_run
 
-FULL = dict(context=256, width=256, depth=6, heads=8, batch=32, seconds=2700.0, nfe=(16, 64, 256), samples=64,
-            heldout=256, draws=8, infill_windows=64)
-QUICK = dict(context=64, width=64, depth=2, heads=4, batch=32, seconds=20.0, nfe=(16, 64), samples=16,
-             heldout=64, draws=4, infill_windows=16)
-
-
-def build(kind: str, vocab: int, cfg: dict) -> Transformer:
-    torch.manual_seed(0)
-    return Transformer(TransformerConfig(vocab_size=vocab, input_size=vocab + 1, length=cfg["context"],
-                                         width=cfg["width"], depth=cfg["depth"], heads=cfg["heads"],
-                                         causal=kind == "ar", time_conditioned=kind == "d3pm"))
+FULL = dict(minutes=45.0, context=256, width=256, depth=6, heads=8, batch=32, warmup=50, calibration=20,
+            nfe=[16, 64, 256], samples=64, heldout=256, draws=8, infill_windows=64, infill_nfe=64)
+QUICK = dict(minutes=0.4, context=64, width=64, depth=2, heads=4, batch=32, warmup=10, calibration=10,
+             nfe=[16, 64, 256], samples=32, heldout=64, draws=4, infill_windows=32, infill_nfe=32)
+PRESETS = {"mdlm": "shakespeare-mdlm", "d3pm": "shakespeare-d3pm", "ar": "shakespeare-ar"}
+SAMPLE_SEED = 1000  # generation seeds: SAMPLE_SEED + i (held fixed for every model and both precisions)
+PROMPT, INFILL = "ROMEO:", "To be, or [MASK:8] to be"
+MASK_FRACTION = 0.15
 
 
-def train(objective, data, cfg: dict, seed: int = 0) -> dict:
-    """AdamW for cfg['seconds'] of wall clock (the same budget for every model)."""
-    optimizer = torch.optim.AdamW(objective.trainable_parameters(), lr=1e-3, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    start, steps = time.perf_counter(), 0
-    objective.model.train()
-    while time.perf_counter() - start < cfg["seconds"]:
-        rows = torch.randint(0, len(data), (cfg["batch"],), generator=generator)
-        loss = objective.loss({"x": data.x[rows]}, generator).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(objective.trainable_parameters(), 1.0)
-        optimizer.step()
-        steps += 1
-    objective.model.eval()
-    return {"steps": steps, "train_seconds": round(time.perf_counter() - start, 1),
-            "parameters": sum(p.numel() for p in objective.model.parameters())}
+def run_config(name: str, cfg: dict, steps: int, seed: int, threads: int):
+    """The preset `name` resized by `cfg`: the benchmark's only changes to the shipped presets."""
+    sets = [f"data.options.context={cfg['context']}", f"model.network_options.width={cfg['width']}",
+            f"model.network_options.depth={cfg['depth']}", f"model.network_options.heads={cfg['heads']}",
+            f"train.batch_size={cfg['batch']}", f"train.warmup_steps={cfg['warmup']}", f"train.steps={steps}",
+            f"train.seed={seed}", f"train.threads={threads}", "train.sample_every=0",
+            "train.checkpoint_every=0", "train.checkpoint_minutes=0"]
+    return config_from_dict(apply_overrides(preset(name), sets), where=f"benchmark {name}")
 
 
-def char_entropy(tokens: torch.Tensor, vocab: int) -> float:
-    """Mean over samples of the entropy (bits) of each sample's character histogram."""
-    counts = torch.nn.functional.one_hot(tokens, vocab).sum(1).double()
-    p = counts / counts.sum(-1, keepdim=True)
-    return float(-(p * torch.log2(p.clamp_min(1e-300))).sum(-1).mean())
+def train_budgeted(out: Path, cfg: dict, threads: int, device: str, log, evaluator: bool = True) -> dict:
+    """Train MDLM (calibrating the step budget), then D3PM, AR and (unless given) the evaluator for as many
+    steps."""
+    mdlm = out / "mdlm"
+    calibration = min(cfg["calibration"], cfg["warmup"])
+    first = train_run(run_config(PRESETS["mdlm"], cfg, calibration, 0, threads), mdlm, preview=False, device=device)
+    seconds_per_step = first["seconds"] / first["trained_steps"]
+    steps = max(calibration, int(cfg["minutes"] * 60 / seconds_per_step))
+    log(f"budget: {seconds_per_step:.3f} s/step (mdlm) -> {steps} steps per model")
+    rest = train_run(None, mdlm, resume=True, steps=steps, preview=False, device=device)
+    record = {"mdlm": {"train_steps": rest["steps"], "train_seconds": round(first["seconds"] + rest["seconds"], 1)}}
+    for name, seed in (("d3pm", 0), ("ar", 0), ("evaluator", 1))[:3 if evaluator else 2]:
+        preset_name = PRESETS["ar" if name == "evaluator" else name]
+        result = train_run(run_config(preset_name, cfg, steps, seed, threads), out / name, preview=False,
+                           device=device)
+        record[name] = {"train_steps": result["steps"], "train_seconds": round(result["seconds"], 1)}
+        log(f"{name}: {result['steps']} steps in {result['seconds']:.0f} s")
+    return record
+
+
+def generation_figures(ids: torch.Tensor, seconds: float, evaluator, vocab: int) -> dict:
+    score = generative_perplexity(evaluator, ids)
+    return {"gen_perplexity": round(score["perplexity"], 3), "gen_bits_per_char": round(score["bits_per_token"], 4),
+            "gen_bits_per_char_se": round(score["standard_error"], 4),
+            "entropy_bits": round(float(sample_entropy_bits(ids, vocab).mean()), 4),
+            "samples_per_second": round(len(ids) / seconds, 3)}
+
+
+def timed(function):
+    start = time.perf_counter()
+    value = function()
+    return value, time.perf_counter() - start
 
 
 @torch.no_grad()
-def generation(kind, model, process, ar_model, vocab, cfg) -> dict:
-    seeds, length, out = range(cfg["samples"]), cfg["context"], {}
-    for nfe in cfg["nfe"]:
-        start = time.perf_counter()
-        samples = sample_tokens(model, process, seeds, length, nfe)
-        seconds = time.perf_counter() - start
-        nll = autoregressive_nll(ar_model, samples) / length
-        out[str(nfe)] = {"gen_perplexity": round(float(torch.exp(nll.mean())), 3),
-                         "entropy": round(char_entropy(samples, vocab), 4),
-                         "samples_per_second": round(len(seeds) / seconds, 3)}
+def evaluate_model(name: str, run_dir: Path, cfg: dict, evaluator, heldout: torch.Tensor, masks: torch.Tensor,
+                   device: str) -> dict:
+    """Held-out bits/char (eval/text.py), generation at each NFE, the float32-draw effect, infill, samples."""
+    pipe = Pipeline.load(run_dir, device=device)
+    model, vocab = pipe.text, pipe.config.vocab_size
+    nll = evaluate_text_nll(pipe, run_dir, n=cfg["heldout"], seed=0, draws=cfg["draws"])
+    out = {"parameters": sum(p.numel() for p in model.net.parameters()),
+           "heldout": {"bits_per_char": round(nll["bits_per_char"], 4),
+                       "standard_error": round(nll["standard_error"], 4), "is_bound": nll["is_bound"],
+                       "windows": nll["data"]["windows"]}}
+    n, generation = cfg["samples"], {}
+    if model.process is None:
+        ids, seconds = timed(lambda: pipe.sample(SampleRequest(n=n, seed=SAMPLE_SEED)))
+        generation["kv_cache"] = generation_figures(ids, seconds, evaluator, vocab)
+    else:
+        for nfe in cfg["nfe"]:
+            ids, seconds = timed(lambda: pipe.sample(SampleRequest(n=n, seed=SAMPLE_SEED, nfe=nfe)))
+            generation[str(nfe)] = generation_figures(ids, seconds, evaluator, vocab)
+        nfe = max(cfg["nfe"])
+        ids32, seconds = timed(lambda: model.generate(range(SAMPLE_SEED, SAMPLE_SEED + n), model.context, nfe,
+                                                      draw_precision="float32"))
+        out["float32_draws"] = {"nfe": nfe, **generation_figures(ids32, seconds, evaluator, vocab)}
+    out["generation"] = generation
+    out["samples"] = {"unconditional": model.decode(ids[:2]),
+                      "prompt": {"prompt": PROMPT, "texts": model.decode(pipe.sample(
+                          SampleRequest(n=2, seed=SAMPLE_SEED, prompt=PROMPT, nfe=64)))}}
+    if model.process is None:
+        out["infill"] = {"top1": round(autoregressive_infill_top1(model.net, heldout, masks), 4),
+                         "method": "greedy left to right from the left context only"}
+    else:
+        generator = torch.Generator().manual_seed(2)
+        seeds = range(SAMPLE_SEED, SAMPLE_SEED + len(heldout))
+        out["infill"] = {"top1": round(diffusion_infill_top1(model.net, model.process, heldout, masks, generator), 4),
+                         "sampled_accuracy": round(diffusion_infill_sampled(model.net, model.process, heldout, masks,
+                                                                            cfg["infill_nfe"], seeds), 4),
+                         "sampled_nfe": cfg["infill_nfe"], "method": "x0 argmax seeing both sides; and one "
+                         "ancestral sample with the known characters held"}
+        out["samples"]["infill"] = {"infill": INFILL, "texts": model.decode(pipe.sample(
+            SampleRequest(n=2, seed=SAMPLE_SEED, infill=INFILL, nfe=64)))}
     return out
 
 
-@torch.no_grad()
-def ar_generation(ar_model, vocab, cfg) -> dict:
-    start = time.perf_counter()
-    samples = sample_autoregressive(ar_model, range(cfg["samples"]), cfg["context"])
-    seconds = time.perf_counter() - start
-    nll = autoregressive_nll(ar_model, samples) / cfg["context"]
-    return {"kv_cache": {"gen_perplexity": round(float(torch.exp(nll.mean())), 3),
-                         "entropy": round(char_entropy(samples, vocab), 4),
-                         "samples_per_second": round(cfg["samples"] / seconds, 3)}}
-
-
-def span_mask(length: int, fraction: float, generator: torch.Generator, span: int = 8) -> torch.Tensor:
-    """A (length,) boolean mask of round(fraction * length / span) disjoint spans of `span` characters,
-    never the first span (the AR model needs some left context)."""
-    slots = length // span
-    count = min(slots - 1, max(1, round(fraction * length / span)))
-    chosen = 1 + torch.randperm(slots - 1, generator=generator)[:count]
-    mask = torch.zeros(length, dtype=torch.bool)
-    for slot in chosen.tolist():
-        mask[slot * span:(slot + 1) * span] = True
-    return mask
-
-
-@torch.no_grad()
-def infill(models: dict, processes: dict, heldout, cfg: dict, fraction: float = 0.15) -> dict:
-    """Top-1 accuracy on masked spans: diffusion models see both sides (one x_0 prediction); the AR model
-    decodes each span greedily from its left context only."""
-    generator = torch.Generator().manual_seed(1)
-    x = heldout.x[: cfg["infill_windows"]]
-    masks = torch.stack([span_mask(x.shape[1], fraction, generator) for _ in range(len(x))])
-    result = {"mask_fraction": round(float(masks.float().mean()), 4)}
-    for name in ("mdlm", "d3pm"):
-        process, t = processes[name], torch.full((len(x),), fraction, dtype=torch.float64)
-        noisy = torch.where(masks, process.mask_id if name == "mdlm" else 0, x)
-        if name == "d3pm":  # uniform noise: masked positions get random tokens
-            noisy = torch.where(masks, torch.randint(0, process.vocab_size, x.shape, generator=generator), x)
-        guess = models[name](noisy, t).argmax(-1)
-        result[f"{name}_top1"] = round(float((guess == x)[masks].float().mean()), 4)
-    result["ar_left_context_top1"] = round(ar_infill_accuracy(models["ar"], x, masks), 4)
-    return result
-
-
-def ar_infill_accuracy(model, x: torch.Tensor, masks: torch.Tensor) -> float:
-    vocab, filled = model.config.vocab_size, x.clone()
-    for position in range(x.shape[1]):  # greedy left to right, own guesses inside each span
-        rows = masks[:, position]
-        if bool(rows.any()):
-            logits = model(with_bos(filled[rows, : position + 1], vocab))[:, position]
-            filled[rows, position] = logits.argmax(-1)
-    return float((filled == x)[masks].float().mean())
+def targets(models: dict) -> dict:
+    """The issue's targets, as ratios (None where a figure is missing)."""
+    ar, mdlm = models["ar"], models["mdlm"]
+    top = str(max(int(k) for k in mdlm["generation"]))
+    ar_ppl = ar["generation"]["kv_cache"]["gen_perplexity"]
+    return {"mdlm_bound_over_ar_bits": round(mdlm["heldout"]["bits_per_char"] / ar["heldout"]["bits_per_char"], 4),
+            "mdlm_bound_over_ar_target": 1.10,
+            f"mdlm_gen_perplexity_nfe{top}_over_ar": round(mdlm["generation"][top]["gen_perplexity"] / ar_ppl, 4),
+            "gen_perplexity_target": 1.3, "entropy_target_relative": 0.05}
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small models, ~20 s of training each")
+    parser.add_argument("--quick", action="store_true", help="small models and budget: a few minutes in all")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
-    parser.add_argument("--seconds", type=float, default=None, help="training seconds per model")
+    parser.add_argument("--minutes", type=float, help="training minutes per model (default 45; --quick 0.4)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the free cores)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    parser.add_argument("--out", type=Path, help="folder for the runs (default: a new temporary folder)")
+    parser.add_argument("--evaluator", type=Path, help="an existing AR run to score samples (default: train one)")
     args = parser.parse_args(argv)
+    wall = time.perf_counter()
     cfg = dict(QUICK if args.quick else FULL)
-    if args.seconds:
-        cfg["seconds"] = args.seconds
-    train_data = load_shakespeare("train", context=cfg["context"])
-    heldout = load_shakespeare("heldout", context=cfg["context"])
-    vocab = train_data.vocab_size
-    processes = {"mdlm": make_process("absorbing", vocab, "linear"), "d3pm": make_process("uniform", vocab, "linear")}
-    models, record = {}, {}
-    for name in ("ar", "mdlm", "d3pm"):
-        models[name] = build(name, vocab, cfg)
-        objective = (AutoregressiveObjective(models[name]) if name == "ar"
-                     else MaskedDiffusionObjective(models[name], processes[name]))
-        record[name] = train(objective, train_data, cfg)
-        score = heldout_bits(models[name], processes.get(name), heldout.x[: cfg["heldout"]], cfg["draws"])
-        record[name].update(heldout_bits_per_char=round(score["bits_per_token"], 4),
-                            heldout_bits_per_char_se=round(score["standard_error"], 4), is_bound=score["is_bound"])
-        if not args.json:
-            print(name, record[name], flush=True)
-    result = {"config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
-              "data_entropy": round(char_entropy(heldout.x[: cfg["samples"]], vocab), 4), "models": record,
-              "generation": {name: generation(name, models[name], processes[name], models["ar"], vocab, cfg)
-                             for name in ("mdlm", "d3pm")},
-              "infill": infill(models, processes, heldout, cfg)}
-    result["generation"]["ar"] = ar_generation(models["ar"], vocab, cfg)
+    if args.minutes is not None:
+        cfg["minutes"] = args.minutes
+    out = args.out or Path(tempfile.mkdtemp(prefix="text_generation-"))
+    if out.exists() and any(out.iterdir()):
+        parser.error(f"--out {out} is not empty; the benchmark trains fresh runs")
+    log = (lambda message: None) if args.json else (lambda message: print(message, file=sys.stderr, flush=True))
+    apply_threads(args.threads)
+    record = train_budgeted(out, cfg, args.threads, args.device, log, evaluator=args.evaluator is None)
+    evaluator_dir = args.evaluator or out / "evaluator"
+    evaluator_pipe = Pipeline.load(evaluator_dir, device=args.device)
+    evaluator = evaluator_pipe.text
+    mdlm_config = Pipeline.load(out / "mdlm", device=args.device).config
+    if evaluator is None or evaluator.process is not None or evaluator_pipe.config.tokenizer != mdlm_config.tokenizer:
+        parser.error(f"--evaluator {evaluator_dir}: needs an autoregressive text run with the same tokenizer")
+    heldout = load_shakespeare("heldout", context=cfg["context"]).x
+    heldout = heldout[torch.randperm(len(heldout), generator=torch.Generator().manual_seed(1))[:cfg["infill_windows"]]]
+    masks = span_masks(len(heldout), cfg["context"], MASK_FRACTION, torch.Generator().manual_seed(1))
+    models = {}
+    for name in ("mdlm", "d3pm", "ar"):
+        models[name] = {**record[name], **evaluate_model(name, out / name, cfg, evaluator.net, heldout, masks,
+                                                         args.device)}
+        log(f"{name}: {json.dumps(models[name]['heldout'])}")
+    windows = load_shakespeare("heldout", context=cfg["context"]).x
+    result = {"command": " ".join(["python", "benchmarks/text_generation.py", *map(shlex.quote, sys.argv[1:])])
+              if argv is None else None,
+              "config": {**cfg, "threads": torch.get_num_threads(), "device": args.device,
+                         "presets": PRESETS, "sample_seed": SAMPLE_SEED},
+              "runs": {name: str(out / name) for name in ("mdlm", "d3pm", "ar")},
+              "data_entropy_bits": round(float(sample_entropy_bits(windows, evaluator.tokenizer.vocab_size).mean()), 4),
+              "infill_mask_fraction": round(float(masks.float().mean()), 4),
+              "evaluator": {"run": str(evaluator_dir), **record.get("evaluator", {}),
+                            "parameters": sum(p.numel() for p in evaluator.net.parameters())},
+              "models": models, "targets": targets(models), "wall_seconds": round(time.perf_counter() - wall, 1)}
     print(json.dumps(result, indent=None if args.json else 2))
     return result
 

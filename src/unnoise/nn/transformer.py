@@ -91,11 +91,11 @@ class Attention(nn.Module):
         past = cache.past_length(index) if cache is not None else 0
         if cache is not None:
             k, v = cache.extend(index, k, v)  # (B, H, past + L, D)
-        mask = None
-        if self.config.causal:  # query i (at past + i) sees keys j <= past + i
+        mask, causal = None, self.config.causal and past == 0  # no cache: the fused causal kernel
+        if self.config.causal and past > 0 and length > 1:  # query i (at past + i) sees keys j <= past + i
             keys = torch.arange(past + length, device=x.device)
             mask = keys.unsqueeze(0) <= (past + torch.arange(length, device=x.device)).unsqueeze(1)  # (L, P + L)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, D)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)  # (B, H, L, D)
         return self.out(y.transpose(1, 2).reshape(batch, length, width))
 
 
