@@ -98,9 +98,15 @@ class Pipeline:
 
     @classmethod
     def load(cls, run_dir: Path, device="auto", weights: str = "ema") -> "Pipeline":
-        """The trained run in `run_dir` (EMA weights by default) on `device` (auto: CUDA when available)."""
+        """The trained run in `run_dir` (EMA weights by default) on `device` (auto: CUDA when available);
+        a diffusers model folder (model_index.json) loads through interop/diffusers.py."""
+        from .interop import is_diffusers_folder
         from .run.load import load_run
 
+        if is_diffusers_folder(run_dir):
+            from .interop.diffusers import diffusers_pipeline
+
+            return diffusers_pipeline(run_dir, device)
         device = resolve_device(device)
         denoiser, config = load_run(run_dir, weights, device)
         return cls(denoiser, config, device=device, run_dir=run_dir)
@@ -204,9 +210,10 @@ class Pipeline:
         default method is sr3 for a super-resolution run, dps for a noisy measurement, else ddnm."""
         from .grids import sigma_grid
         from .restore.sampling import MethodOptions, posterior_samples
-        from .run.latent import check_latent_restore
+        if self.codec.kind != "identity":  # a latent run: inpainting through the codec (run/latent.py)
+            from .run.latent import latent_restore
 
-        check_latent_restore(self)
+            return latent_restore(self, request)
         if request.n < 1:
             raise UnnoiseError(f"n must be >= 1, got {request.n}")
         lowres = self.conditions.get("lowres")

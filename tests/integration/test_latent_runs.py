@@ -1,6 +1,7 @@
 """Autoencoder runs and latent runs (run/latent.py) end to end on tiny sizes: the autoencoder run writes its
 codec with a latent scale that whitens its training latents; a latent run trains on them, records the codec's
-path and SHA-256, samples decoded pixels, and refuses a missing or changed codec in one line; through the
+path and SHA-256, samples decoded pixels, inpaints keeping the known pixels bit for bit, and refuses a missing
+or changed codec in one line; through the
 identity codec a run equals the pixel run bit for bit; bad values are one-line errors."""
 from __future__ import annotations
 
@@ -84,7 +85,22 @@ def test_latent_run_trains_samples_decoded_pixels_and_records_its_codec(ae_run, 
     pipe = Pipeline.load(run, device="cpu")
     x = pipe.sample(SampleRequest(n=2, prompt="a snowy mountain at night"))
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32 and bool(torch.isfinite(x).all())
-    one_line_error(lambda: pipe.restore(None), "latent run")
+    from unnoise.data.landscapes import render_landscapes
+    from unnoise.pipeline import RestoreRequest
+    from unnoise.restore.operators import Downsample, Mask
+
+    image = render_landscapes([5], size=32, split="test")["images"]
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :, :13] = 1  # the left 13 columns known: 3 whole latent columns and part of a fourth
+    operator = Mask(mask)
+    for method in ("ddnm", "repaint"):
+        out = pipe.restore(RestoreRequest(y=operator.forward(image), operator=operator, n=2, steps=3, method=method))
+        known = mask.bool().expand_as(out.samples)
+        assert out.samples.shape == (2, 3, 32, 32) and out.method == method
+        assert torch.equal(out.samples[known], image.expand_as(out.samples)[known])  # bit for bit
+        assert bool(torch.isfinite(out.samples).all())
+    one_line_error(lambda: pipe.restore(RestoreRequest(y=image[..., ::2, ::2], operator=Downsample(2))),
+                   "latent run", "inpainting")
 
 
 def test_a_changed_or_missing_codec_is_refused_in_one_line(ae_run, tmp_path):

@@ -277,8 +277,51 @@ def encode_dataset(config, dataset, device=None):
     return encoded
 
 
-def check_latent_restore(pipeline) -> None:
-    """Restoration on a latent run: a one-line error naming what works."""
-    if pipeline.codec.kind != "identity":
-        raise UnnoiseError(f"{pipeline.run_dir or 'this run'} is a latent run: restoration runs on pixel runs "
-                           f"(sample it with a prompt or a class instead)")
+def latent_mask(mask: torch.Tensor, factor: int) -> torch.Tensor:
+    """The latent cells whose f x f pixel block is known in every channel: (B, C, H, W) -> (B, 1, H/f, W/f)."""
+    known = mask.bool().all(dim=1, keepdim=True).float()
+    return -torch.nn.functional.max_pool2d(-known, factor) > 0.5  # a min-pool: every pixel of the block
+
+
+def _filled(y: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
+    """The measurement with its unknown pixels set to the mean of its known ones (per image and channel),
+    so the encoder does not see the zeros of the mask."""
+    on = on.expand_as(y).to(y.dtype)
+    mean = (y * on).sum((2, 3), keepdim=True) / on.sum((2, 3), keepdim=True).clamp(min=1)
+    return torch.where(on.bool(), y, mean)
+
+
+def latent_restore(pipe, request):
+    """Inpainting on a latent run: the known pixels are encoded and the known latent cells (every pixel
+    of their block known) are imposed at each step by the chosen method (ddnm by default, repaint,
+    tweedie or dps) in latent space; the decoded samples get the known pixels pasted back bit for bit.
+    Other restoration tasks are one-line errors."""
+    from ..grids import sigma_grid
+    from ..pipeline import Restoration, SampleRequest
+    from ..restore.operators import Mask
+    from ..restore.sampling import MethodOptions, posterior_samples
+
+    refuse_sampling(pipe.config, pipe.run_dir)
+    run = pipe.run_dir or "this latent run"
+    if not isinstance(request.operator, Mask) or request.operator.noise_std > 0:
+        raise UnnoiseError(f"{run} is a latent run: of the restoration tasks only noiseless inpainting (a mask) "
+                           "works on it; the others need a pixel run")
+    if request.n < 1:
+        raise UnnoiseError(f"n must be >= 1, got {request.n}")
+    method, steps = request.method or "ddnm", request.steps or 100
+    y = request.y.to(pipe.device).float()
+    on = request.operator.on(y)
+    factor = pipe.codec.autoencoder.factor
+    with torch.no_grad():
+        z_known = pipe.codec.encode(_filled(y, on))
+        mask = Mask(latent_mask(on.expand_as(y), factor).to(torch.uint8))
+        sigmas = sigma_grid(pipe.config.sample.grid, pipe.process, steps)
+        z = posterior_samples(pipe.guided(SampleRequest()), mask, mask.forward(z_known), pipe.shape, sigmas, method=method,
+                              seeds=range(request.seed, request.seed + request.n),
+                              options=request.options or MethodOptions(), callback=request.callback,
+                              device=pipe.device)
+        x = pipe.codec.decode(z).float()
+        samples = torch.where(on.expand_as(x), y.expand_as(x), x).cpu()  # known pixels exactly
+    if not bool(torch.isfinite(samples).all()):
+        raise UnnoiseError(f"latent inpainting produced non-finite values (method {method}, {steps} steps)")
+    return Restoration(samples, method, steps)
