@@ -44,6 +44,8 @@ def distill_run(teacher_dir: Path, out: Path, method: str, *, nfe: int = 4, teac
         run_dir = round_dir(out, steps, steps == plan[-1])
         config = student_config(teacher, method, steps=steps, train=train, init=init, recipe=recipe)
         done = _finished_step(run_dir)
+        if done is not None:
+            _check_same_student(run_dir, config)
         if done is None or done < config.train.steps:
             log.info("distill %s: %d-step student of %s in %s", method, steps, teacher, run_dir)
             resume = done is not None  # an interrupted round continues from its own saved config
@@ -66,3 +68,14 @@ def _finished_step(run_dir: Path) -> int | None:
         return checkpoint_step(run_dir)
     except UnnoiseError:
         return None
+
+
+def _check_same_student(run_dir: Path, config) -> None:
+    """Refuse to resume a directory holding another run than this round's student."""
+    from .load import read_run_config
+
+    saved = read_run_config(run_dir).model.distill
+    wanted = config.model.distill
+    if any(saved.get(key) != wanted.get(key) for key in ("method", "teacher", "steps")):
+        raise UnnoiseError(f"{run_dir} holds another run (model.distill {saved.get('method')!r} of "
+                           f"{saved.get('teacher')!r}); name a new --out")
