@@ -11,8 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOW, HIGH = 0.1, 0.2  # hysteresis thresholds on the gradient magnitude of [0, 1] grey levels
-SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4  # d/dx, unit step -> 1
+# hysteresis thresholds on the gradient magnitude of [0, 1] grey levels (a sharp step of height h gives h):
+# OpenCV's usual 100 / 200 on 8-bit images with its unnormalised Sobel (4x ours)
+LOW, HIGH = 0.1, 0.2
+SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4  # d/dx: unit step -> 1
 
 
 def grey(images: Tensor) -> Tensor:
@@ -48,12 +50,12 @@ def _shifted(x: Tensor, dy: int, dx: int) -> Tensor:
 
 def non_maximum_suppression(magnitude: Tensor, gx: Tensor, gy: Tensor) -> Tensor:
     """The magnitude where it is a maximum along the gradient direction (quantised to 0, 45, 90, 135
-    degrees) against both neighbours, else 0."""
+    degrees) against both neighbours, else 0; of two equal neighbours (a sharp step) the one after is kept."""
     angle = torch.rad2deg(torch.atan2(gy, gx)) % 180.0
     sector = torch.round(angle / 45.0).long() % 4  # 0: horizontal gradient, 1: 45, 2: vertical, 3: 135
     keep = torch.zeros_like(magnitude, dtype=torch.bool)
     for index, (dy, dx) in enumerate(((0, 1), (1, 1), (1, 0), (1, -1))):
-        peak = (magnitude >= _shifted(magnitude, dy, dx)) & (magnitude >= _shifted(magnitude, -dy, -dx))
+        peak = (magnitude > _shifted(magnitude, dy, dx)) & (magnitude >= _shifted(magnitude, -dy, -dx))
         keep |= (sector == index) & peak
     return torch.where(keep, magnitude, torch.zeros_like(magnitude))
 
@@ -79,7 +81,7 @@ def hysteresis(magnitude: Tensor, low: float, high: float) -> Tensor:
 def canny(images: Tensor, sigma: float = 1.0, low: float = LOW, high: float = HIGH) -> Tensor:
     """Canny edges (B, 1, H, W) in {0, 1} of images (B, C, H, W) in [-1, 1]: grey levels blurred by
     `sigma`, Sobel gradients, non-maximum suppression, hysteresis between `low` and `high` (gradient
-    magnitude per pixel of [0, 1] grey levels; a sharp step of height 1 gives a magnitude near 0.5)."""
+    magnitude of [0, 1] grey levels; a sharp step of height h gives h)."""
     if images.ndim != 4:
         raise ValueError(f"edges need images (B, C, H, W), got shape {tuple(images.shape)}")
     x = gaussian_blur(grey(images), sigma)
