@@ -253,6 +253,8 @@ function follow(jobId) {
   state.current = jobId;
   $("progress-box").hidden = false;
   $("preview").removeAttribute("src");
+  $("progress-text").textContent = "submitted";
+  $("results").replaceChildren();
   const source = new EventSource(`/api/jobs/${jobId}/events`);
   state.events = source;
   source.onmessage = (message) => {

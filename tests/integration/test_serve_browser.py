@@ -1,0 +1,143 @@
+"""The studio in a real headless Chromium (Debian's `chromium`, driven by Playwright for Python): open the
+page, generate and see progress then the images, paint a mask stroke and undo it, paint again and inpaint,
+reload and find both jobs in the history. Screenshots go to the test's folder (and to
+$UNNOISE_STUDIO_SCREENSHOTS when set: docs/studio.png is taken this way)."""
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+uvicorn = pytest.importorskip("uvicorn")
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make test installs it)")
+from PIL import Image  # noqa: E402
+
+from unnoise.cli.main import main  # noqa: E402
+from unnoise.studio import Studio, create_app  # noqa: E402
+from unnoise.studio.service import JobContext  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+TINY = ["--steps", "2", "--batch-size", "16", "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0",
+        "--set", "model.network_options.hidden=32", "--set", "model.network_options.depth=2"]
+TIMEOUT_MS = 15000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if CHROMIUM is None:
+        reason = "Debian's chromium is not installed and could not be (make test runs apt-get install chromium as root)"
+        print(f"SKIPPED browser test: {reason}")
+        pytest.skip(reason)
+    runs = tmp_path_factory.mktemp("browser-runs")
+    assert main(["train", "--preset", "digits", "--out", str(runs / "digits"), *TINY]) == 0
+    studio = Studio(runs, "auto")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the studio server did not start"
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture
+def page(server, tmp_path):
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield page
+        browser.close()
+        assert not errors, errors
+
+
+def _screenshot(page, tmp_path: Path, name: str) -> None:
+    page.screenshot(path=str(tmp_path / name))
+    folder = os.environ.get("UNNOISE_STUDIO_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, Path(folder) / name)
+
+
+def _slow_steps(monkeypatch):
+    """Each sampler step takes 25 ms more, so the page sees the job in progress."""
+    step = JobContext.callback
+
+    def slow(self, *args):
+        time.sleep(0.025)
+        step(self, *args)
+
+    monkeypatch.setattr(JobContext, "callback", slow)
+
+
+def _paint_stroke(page) -> None:
+    box = page.locator("#mask-canvas").bounding_box()
+    x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + box["width"] * 0.4, y, steps=6)
+    page.mouse.up()
+
+
+def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeypatch):
+    _slow_steps(monkeypatch)
+    page.goto(server)
+    page.wait_for_function("document.querySelector('#run-select').value === 'digits'")
+    page.fill("#field-nfe", "24")
+    page.select_option("#field-sampler", "euler")
+    page.fill("#field-n", "2")
+    page.evaluate("""() => { window.seen = []; new MutationObserver(() => window.seen.push(
+        document.querySelector('#progress-text').textContent)).observe(document.querySelector('#progress-text'),
+        {childList: true, characterData: true, subtree: true}); }""")
+    page.click("#submit")
+    page.wait_for_function("document.querySelectorAll('#results img').length === 2 && "
+                           "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth === 8)")
+    seen = page.evaluate("window.seen")
+    assert any(text.startswith("step ") and not text.startswith("step 48/48") for text in seen), seen
+    assert seen[-1] == "done"
+    _screenshot(page, tmp_path, "studio-generate.png")
+
+    picture = tmp_path / "digit.png"
+    Image.fromarray(np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))).save(picture)
+    page.click("#form-tabs button[data-form='restore']")
+    page.set_input_files("#field-image", str(picture))
+    page.wait_for_function("window.studio.painter.source !== null")
+    _paint_stroke(page)
+    painted = int(page.locator("#mask-canvas").get_attribute("data-painted"))
+    assert painted > 0
+    page.click("#undo")
+    assert page.locator("#mask-canvas").get_attribute("data-painted") == "0"
+    _paint_stroke(page)
+    assert int(page.locator("#mask-canvas").get_attribute("data-painted")) == painted
+    page.fill("#field-steps", "6")
+    page.fill("#field-n", "2")
+    _screenshot(page, tmp_path, "studio-mask.png")
+    page.click("#submit")
+    page.wait_for_function("document.querySelectorAll('#results img').length === 2 && "
+                           "document.querySelector('#progress-text').textContent === 'done'")
+
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#history .history-item').length === 2")
+    forms = page.eval_on_selector_all("#history .history-item div", "nodes => nodes.map(n => n.textContent)")
+    assert forms == ["digits · restore · done", "digits · generate · done"]
+    page.click("#history .history-item:nth-child(2) button")  # reuse the generation's settings
+    page.wait_for_function("document.querySelector('#field-nfe') && document.querySelector('#field-nfe').value === '24'")
+    assert page.input_value("#field-sampler") == "euler"
+    _screenshot(page, tmp_path, "studio.png")
