@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.base import ArrayDataset, positive_int, seed_int
 from ..errors import UnnoiseError
 from .control import waypoint_walks
 from .maze import LAYOUTS, SPEED_LIMIT, Maze, make_maze
@@ -70,6 +69,8 @@ def load_maze(layout: str = "umaze", horizon=None, walks=64, steps=2000, stride=
     """Windows of random waypoint walks in the D4RL `layout` (umaze, medium, large): `walks` walks of
     `steps` steps from seed `seed`, windows of `horizon` steps (default: 128 / 256 / 384 by layout) every
     `stride` steps. A dataset of modality `trajectory`, samples (6, horizon)."""
+    from ..data.base import ArrayDataset, positive_int, seed_int  # here: data/__init__ imports this module
+
     if layout not in LAYOUTS:
         raise UnnoiseError(f"dataset maze: unknown layout {layout!r}; valid: {', '.join(LAYOUTS)}")
     horizon = HORIZONS[layout] if horizon is None else positive_int(horizon, "dataset maze: horizon")
