@@ -177,3 +177,18 @@ def test_bad_autoencoder_values_are_one_line_errors(tmp_path, change, fragments)
 def test_bad_codec_values_are_one_line_errors(tmp_path, codec, model, fragments):
     one_line_error(lambda: train_run(config_from_dict(diffusion_config(codec, **model)), tmp_path / "bad",
                                      preview=False), *fragments)
+
+
+def test_eval_of_an_autoencoder_run_reports_reconstruction_quality(ae_run, tmp_path, capsys):
+    from unnoise.cli.main import main
+    from unnoise.data import load_dataset
+    from unnoise.eval.reconstruction import reconstruction_metrics
+
+    assert main(["eval", str(ae_run), "--n", "4", "--device", "cpu", "--out", str(tmp_path / "eval.json")]) == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    x = load_dataset("landscapes", size=32, n=4, split="test").x
+    codec = load_codec(ae_run / "codec")
+    with torch.no_grad():
+        expected = reconstruction_metrics(x, codec.decode(codec.encode(x)).clamp(-1, 1))
+    assert result["split"] == "test" and result["n"] == 4 and result["rfd"] is None
+    assert result["psnr"] == expected["psnr"] and result["ssim"] == expected["ssim"]

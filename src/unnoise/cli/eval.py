@@ -61,6 +61,7 @@ def check_args(args) -> None:
 
 def run(args) -> None:
     from ..eval.molecules import is_molecule_run
+    from ..eval.reconstruction import is_autoencoder_run
 
     check_args(args)
     if args.nll:
@@ -75,6 +76,12 @@ def run(args) -> None:
 
         result = evaluate_molecule_run(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
                                        nfe=args.nfe, steps=args.steps, weights=args.weights, device=args.device)
+        out = args.out or Path(args.run_dir) / "eval.json"
+    elif is_autoencoder_run(args.run_dir):  # PSNR, SSIM and rFD of held-out reconstructions (eval/reconstruction.py)
+        from ..eval.reconstruction import evaluate_autoencoder_run
+
+        result = evaluate_autoencoder_run(args.run_dir, n=args.n or 256, seed=args.seed, split=args.split,
+                                          device=args.device, extractor=args.extractor)
         out = args.out or Path(args.run_dir) / "eval.json"
     else:
         from ..eval.quality import evaluate_quality
