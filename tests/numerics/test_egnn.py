@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from unnoise.molecules.zero_com import centre_of_mass, project
+from unnoise.nn.atom_transformer import AtomTransformer, AtomTransformerConfig
 from unnoise.nn.egnn import EGNN, EGNNConfig
 from unnoise.param import Denoiser
 from unnoise.process import make_process
@@ -96,16 +97,50 @@ def test_padding_atoms_never_influence_real_ones():
     assert_close(alone[0], out[2, :3], relative=EXACT)
 
 
-def test_whole_denoiser_commutes_with_e3_and_permutations():
-    """D(x, sigma) = x - sigma eps_hat (eps prediction on a VP process): D(g x) = g D(x) for rotations,
-    reflections and translations, and D(P x) = P D(x)."""
-    D = Denoiser(network(), make_process("vp"), prediction="eps")
+@pytest.mark.parametrize("process, prediction", [("vp", "eps"), ("edm", "edm")])
+def test_whole_denoiser_commutes_with_e3_and_permutations(process, prediction):
+    """The denoiser D(x, sigma) of the qm9 presets (EDM preconditioning, c_skip x + c_out F) and of an eps
+    prediction on a VP process (x - sigma eps_hat), on molecules at zero centre of mass (where samplers keep
+    them): D(Q x) = Q D(x) for rotations and reflections Q and D(P x) = P D(x) for atom permutations P. A
+    translation leaves D's zero-CoM part unchanged; with eps prediction D(x + s) = D(x) + s exactly."""
+    D = Denoiser(network(), make_process(process), prediction=prediction, sigma_data=1.0)
     x, mask = molecules(seed=4)
     sigma = torch.tensor([0.3, 2.0, 20.0], dtype=torch.float64)
     cond = {"atom_mask": mask}
     q, shift = random_orthogonal(5, reflect=True), torch.tensor([-1.1, 0.4, 2.5], dtype=torch.float64)
+    zero = torch.zeros(3, dtype=torch.float64)
     order = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         x0 = D(x, sigma, cond)
-        assert_close(D(transform(x, mask, q, shift), sigma, cond), transform(x0, mask, q, shift))
+        assert_close(D(transform(x, mask, q, zero), sigma, cond), transform(x0, mask, q, zero))
         assert_close(D(x[:, order], sigma, {"atom_mask": mask[:, order]}), x0[:, order])
+        moved = D(transform(x, mask, q, shift), sigma, cond)
+        assert_close(project(moved, mask), transform(x0, mask, q, zero))
+        if prediction == "eps":
+            assert_close(moved, transform(x0, mask, q, shift))
+
+
+def test_baseline_transformer_commutes_with_permutations_and_translations_but_not_rotations():
+    """The non-equivariant baseline (nn/atom_transformer.py): permutations and translations commute, padding
+    never matters, the output stays in the zero-CoM subspace; a rotation does not commute."""
+    torch.manual_seed(0)
+    net = AtomTransformer(AtomTransformerConfig(num_features=F, width=16, depth=2, heads=2, emb_dim=8)).double()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.normal_(0.0, 0.4)
+    x, mask = molecules()
+    t = torch.tensor([10.0, 100.0, 500.0], dtype=torch.float64)
+    order = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(3))
+    garbage = torch.randn(x.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 10
+    q, shift = random_orthogonal(2, reflect=False), torch.tensor([0.7, -2.0, 1.3], dtype=torch.float64)
+    net.eval()
+    with torch.no_grad():
+        out = net(x, t, {"atom_mask": mask})
+        assert_close(net(x[:, order], t, {"atom_mask": mask[:, order]}), out[:, order])
+        assert_close(net(transform(x, mask, torch.eye(3, dtype=torch.float64), shift), t, {"atom_mask": mask}), out)
+        assert_close(net(torch.where(mask.unsqueeze(-1), x, garbage), t, {"atom_mask": mask}), out)
+        rotated = net(transform(x, mask, q, torch.zeros(3, dtype=torch.float64)), t, {"atom_mask": mask})
+    assert float(centre_of_mass(out[..., :3], mask).abs().max()) <= EXACT * float(out.abs().max())
+    assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
+    expected = transform(out, mask, q, torch.zeros(3, dtype=torch.float64))
+    assert float((rotated - expected).norm()) > 1e-3 * float(expected.norm())  # not equivariant

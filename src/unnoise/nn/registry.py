@@ -7,6 +7,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from ..errors import UnnoiseError, unknown_name
+from .atom_transformer import AtomTransformer, AtomTransformerConfig
 from .egnn import EGNN, EGNNConfig
 from .mlp import MLP, MLPConfig
 from .transformer import Transformer, TransformerConfig
@@ -22,6 +23,7 @@ NETWORKS: dict[str, tuple[type, type[nn.Module]]] = {
     "transformer": (TransformerConfig, Transformer),
     # molecules (B, N, 3 + F) with cond {"atom_mask": (B, N)}; num_features is filled from the data (run/molecules.py)
     "egnn": (EGNNConfig, EGNN),
+    "atom_transformer": (AtomTransformerConfig, AtomTransformer),  # the non-equivariant molecule baseline
 }
 
 

@@ -21,7 +21,7 @@ from ..molecules.counts import AtomCountDistribution
 from ..molecules.features import ATOM_MASK, AtomFeatures, mask_from_counts
 from ..molecules.zero_com import ZeroCoMNoise, project
 
-MOLECULE_NETWORKS = ("egnn",)
+MOLECULE_NETWORKS = ("egnn", "atom_transformer")  # E(3)-equivariant; the non-equivariant baseline
 COUNT_STREAM = 7_019  # the atom count of seed s comes from numpy's generator seeded [s, COUNT_STREAM],
 # a stream apart from the noise's torch generator seeded s
 
@@ -40,8 +40,8 @@ def check_molecule_config(config, modality: str) -> None:
     if modality != "molecule":
         return
     if m.network not in MOLECULE_NETWORKS:
-        raise UnnoiseError(f"model.network={m.network}: molecule data ({config.data.name}) needs an E(3)-"
-                           f"equivariant network: {', '.join(MOLECULE_NETWORKS)} (e.g. --preset qm9)")
+        raise UnnoiseError(f"model.network={m.network}: molecule data ({config.data.name}) needs a molecule "
+                           f"network: {', '.join(MOLECULE_NETWORKS)} (e.g. --preset qm9)")
     if m.conditions:
         raise UnnoiseError(f"model.conditions: a molecule run takes none yet (property conditioning is not "
                            f"built), got {', '.join(m.conditions)}")
