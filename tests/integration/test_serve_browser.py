@@ -1,7 +1,7 @@
 """The studio in a real headless Chromium (Debian's `chromium`, driven by Playwright for Python): open the
 page, generate and see progress then the images, paint a mask stroke and undo it, paint again and inpaint,
-reload and find both jobs in the history. Screenshots go to the test's folder (and to
-$UNNOISE_STUDIO_SCREENSHOTS when set: docs/studio.png is taken this way)."""
+reload and find both jobs in the history. Screenshots go to the test's folder; studio.png also to
+$UNNOISE_STUDIO_SCREENSHOTS when set (docs/studio.png is taken this way)."""
 import os
 import shutil
 import socket
@@ -71,7 +71,7 @@ def page(server, tmp_path):
 def _screenshot(page, tmp_path: Path, name: str) -> None:
     page.screenshot(path=str(tmp_path / name))
     folder = os.environ.get("UNNOISE_STUDIO_SCREENSHOTS")
-    if folder:
+    if folder and name == "studio.png":
         Path(folder).mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / name, Path(folder) / name)
 
@@ -128,7 +128,7 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     assert int(page.locator("#mask-canvas").get_attribute("data-painted")) == painted
     page.fill("#field-steps", "6")
     page.fill("#field-n", "2")
-    _screenshot(page, tmp_path, "studio-mask.png")
+    _screenshot(page, tmp_path, "studio.png")  # the README's picture
     page.click("#submit")
     page.wait_for_function("document.querySelectorAll('#results img').length === 2 && "
                            "document.querySelector('#progress-text').textContent === 'done'")
@@ -140,4 +140,4 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     page.click("#history .history-item:nth-child(2) button")  # reuse the generation's settings
     page.wait_for_function("document.querySelector('#field-nfe') && document.querySelector('#field-nfe').value === '24'")
     assert page.input_value("#field-sampler") == "euler"
-    _screenshot(page, tmp_path, "studio.png")
+    _screenshot(page, tmp_path, "studio-history.png")

@@ -233,6 +233,8 @@ function maskDataUrl() {
 async function submitJob(event) {
   event.preventDefault();
   $("form-error").textContent = "";
+  $("results").replaceChildren();
+  $("progress-text").textContent = "submitting";
   const params = {};
   for (const [name, widget] of Object.entries(state.widgets)) {
     if (widget.shown === false) continue;
