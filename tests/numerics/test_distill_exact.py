@@ -148,3 +148,69 @@ def test_consistency_schedule_pieces():
     assert len(p) == 17 and abs(float(p.sum()) - 1) < 1e-12 and int(p.argmax()) < 12
     a, c = torch.zeros(2, 4), torch.tensor([[0.0] * 4, [3.0, 4.0, 0.0, 0.0]])
     assert torch.allclose(pseudo_huber(a, c, 0.5), torch.tensor([0.0, math.sqrt(25.25) - 0.5]))
+
+
+class LevelTable(torch.nn.Module):
+    """A linear network for x0 prediction on the EDM process: out = g(sigma) x with one trainable scalar per
+    known level (found by its noise input 250 ln sigma), initialised to the Gaussian teacher's g."""
+
+    def __init__(self, sigmas, scale: float):
+        super().__init__()
+        sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+        self.register_buffer("keys", 250 * sigmas.log())
+        self.g = torch.nn.Parameter(scale**2 / (sigmas**2 + scale**2))
+
+    def forward(self, x, noise_input, cond=None):
+        index = (self.keys[None, :] - noise_input.to(torch.float64)[:, None]).abs().argmin(1)
+        return self.g[index].to(x.dtype)[:, None] * x
+
+
+class NoConditions:
+    def from_batch(self, batch):
+        return None
+
+    def dropout(self, cond, p, generator):
+        return None
+
+
+def _train(objective, data, steps=150, lr=2e-3):
+    """Adam with the learning rate decayed linearly to 0 (a one-parameter quadratic: no oscillation left)."""
+    optimizer = torch.optim.Adam(objective.trainable_parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1 - k / steps)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        loss = objective.loss({"x": data}, g).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+
+
+def test_linear_students_converge_to_their_exact_targets():
+    """Gaussian data N(0, 0.5^2 I): the teacher is exact and every map is linear. A one-step progressive
+    student trained with the objective reaches the teacher's two DDIM steps, and a one-step consistency
+    student (boundaries sigma_min, sigma_max) reaches one teacher Heun step, to 1e-3 relative."""
+    from unnoise.exact import GaussianMixture
+    from unnoise.objectives.consistency import ConsistencyObjective
+    from unnoise.objectives.progressive import ProgressiveObjective
+
+    s, edm = 0.5, make_process("edm")
+    gaussian = GaussianMixture(torch.zeros(1, 2), s**2 * torch.eye(2)[None])
+    data = torch.randn(128, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * s
+    student_grid, teacher_grid = nested_karras(1, 0.002, 80.0), nested_karras(2, 0.002, 80.0)
+    student = Denoiser(LevelTable(student_grid[:1], s), edm, "x0", s)
+    x = torch.ones(1, 2, dtype=torch.float64) * 80.0
+    two_steps = float(ddim(gaussian, x, teacher_grid)[0, 0])
+    with torch.no_grad():
+        assert abs(float(ddim(student, x, student_grid)[0, 0]) / two_steps - 1) > 0.5  # the teacher's one step
+    _train(ProgressiveObjective(student, gaussian, NoConditions(), student_grid, teacher_grid), data)
+    with torch.no_grad():
+        assert abs(float(ddim(student, x, student_grid)[0, 0]) / two_steps - 1) <= 1e-3
+
+    recipe = {"sigma_max": 80.0, "rho": 7.0, "discretization_start": 1, "discretization_end": 1, "target_ema": 0.0,
+              "index_density": "uniform", "weighting": "uniform", "p_mean": -1.1, "p_std": 2.0, "huber_c": 1e-4}
+    f = ConsistencyDenoiser(LevelTable(torch.tensor([80.0]), s), edm, "x0", s, sigma_min=0.002)
+    _train(ConsistencyObjective(f, gaussian, NoConditions(), recipe, 200), data, steps=200, lr=1e-2)
+    heun_step = float(heun(gaussian, x, torch.tensor([80.0, 0.002], dtype=torch.float64))[0, 0])
+    with torch.no_grad():
+        assert abs(float(f(x, torch.tensor([80.0], dtype=torch.float64))[0, 0]) / heun_step - 1) <= 1e-3
