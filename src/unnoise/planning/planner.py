@@ -38,8 +38,8 @@ def inpainting_constraints(scale: TrajectoryScale, p: np.ndarray, v: np.ndarray,
 
 @dataclass
 class PlanSettings:
-    """How plans are sampled: the sampling request (sampler, steps / nfe; None: the run's), replanning
-    period, and the optional policy guidance (a GoalBound-style policy factory and its weight)."""
+    """How plans are sampled: the sampling request (sampler, steps / nfe; None: the run's), the replanning
+    period in steps, and the seed of the first plan's noise (plan k of N bodies uses the next N seeds)."""
 
     request: SampleRequest = SampleRequest()
     replan_every: int = 32
