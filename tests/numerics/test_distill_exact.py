@@ -214,3 +214,29 @@ def test_linear_students_converge_to_their_exact_targets():
     heun_step = float(heun(gaussian, x, torch.tensor([80.0, 0.002], dtype=torch.float64))[0, 0])
     with torch.no_grad():
         assert abs(float(f(x, torch.tensor([80.0], dtype=torch.float64))[0, 0]) / heun_step - 1) <= 1e-3
+
+
+def test_an_exact_four_step_student_beats_every_training_free_sampler_at_four_calls(teacher):
+    """Two exact rounds (16 -> 8 -> 4 steps, each student equal to its target) give a 4-step student whose
+    pathwise error to the reference ODE solution is below the best training-free sampler's at NFE 4."""
+    from unnoise.exact import reference_ode_solution
+    from unnoise.sample import DETERMINISTIC
+    from unnoise.sample.plan import run_budget
+
+    def student_of(parent, n):  # the exact n-step student of an (2n)-step parent
+        fine, coarse = nested_karras(2 * n, 0.002, 80.0), nested_karras(n, 0.002, 80.0)
+
+        def student(x, sigma, cond=None):
+            i = int(torch.nonzero(coarse == float(sigma[0]))[0])
+            mid, nxt = levels(len(x), float(fine[2 * i + 1]), float(coarse[i + 1]))
+            return progressive_target(parent, x, sigma, mid, nxt)
+        return student
+
+    student = student_of(student_of(teacher, 8), 4)
+    x = 80.0 * torch.randn(32, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    reference = reference_ode_solution(teacher, x, 80.0, 1e-4, steps=400)
+    error = lambda out: float((out - reference).norm(dim=1).mean())
+    student_error = error(ddim(student, x, nested_karras(4, 0.002, 80.0)))
+    free = {name: error(run_budget(name, teacher, x.clone(), nfe=4, process=make_process("edm")))
+            for name in DETERMINISTIC if name not in ("auto", "progressive")}
+    assert student_error < min(free.values()), (student_error, free)
