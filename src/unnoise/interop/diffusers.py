@@ -68,6 +68,31 @@ def _require(folder: Path, part: str, *names: str) -> Path:
     return folder / part
 
 
+def _loaded(what: Path, load):
+    """load(), with a damaged or unreadable file as a one-line error naming `what`."""
+    try:
+        return load()
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnnoiseError(f"{what}: cannot be loaded ({first})") from None
+
+
+def check_folder(folder: Path) -> str:
+    """The folder's U-Net class, after checking every file a load will read (one-line errors)."""
+    _require(folder, "scheduler", "scheduler_config.json")
+    unet_dir = _require(folder, "unet", "config.json", WEIGHTS)
+    name = _read_json(unet_dir / "config.json").get("_class_name")
+    if name not in UNET_CLASSES:
+        raise UnnoiseError(f"{unet_dir / 'config.json'}: _class_name {name!r} is not supported; valid: "
+                           f"{', '.join(UNET_CLASSES)}")
+    if name == "UNet2DConditionModel":
+        _require(folder, "vae", "config.json", WEIGHTS)
+        _require(folder, "text_encoder", "config.json", "model.safetensors")
+        if not (folder / "tokenizer").is_dir():
+            raise UnnoiseError(f"{folder}: not a loadable diffusers model folder (missing tokenizer/)")
+    return name
+
+
 def _diffusers():
     try:
         import diffusers
@@ -105,13 +130,10 @@ class DiffusersUNet(nn.Module):
 
 def load_unet(folder: Path, dtype: torch.dtype) -> nn.Module:
     """The folder's unet/ (UNet2DModel or UNet2DConditionModel), in eval mode, from safetensors only."""
-    unet_dir = _require(folder, "unet", "config.json", WEIGHTS)
-    name = _read_json(unet_dir / "config.json").get("_class_name")
-    if name not in UNET_CLASSES:
-        raise UnnoiseError(f"{unet_dir / 'config.json'}: _class_name {name!r} is not supported; valid: "
-                           f"{', '.join(UNET_CLASSES)}")
-    cls = getattr(_diffusers(), name)
-    unet = cls.from_pretrained(unet_dir, torch_dtype=dtype, use_safetensors=True, local_files_only=True)
+    unet_dir = folder / "unet"
+    cls = getattr(_diffusers(), check_folder(folder))
+    unet = _loaded(unet_dir, lambda: cls.from_pretrained(unet_dir, torch_dtype=dtype, use_safetensors=True,
+                                                         local_files_only=True))
     return unet.eval().requires_grad_(False)
 
 
@@ -156,9 +178,9 @@ class DiffusersVAECodec:
 
 
 def load_vae(folder: Path, dtype: torch.dtype) -> DiffusersVAECodec:
-    vae_dir = _require(folder, "vae", "config.json", WEIGHTS)
-    vae = _diffusers().AutoencoderKL.from_pretrained(vae_dir, torch_dtype=dtype, use_safetensors=True,
-                                                     local_files_only=True)
+    vae_dir, cls = folder / "vae", _diffusers().AutoencoderKL
+    vae = _loaded(vae_dir, lambda: cls.from_pretrained(vae_dir, torch_dtype=dtype, use_safetensors=True,
+                                                       local_files_only=True))
     return DiffusersVAECodec(vae.eval().requires_grad_(False), vae_dir)
 
 
@@ -211,17 +233,15 @@ class ClipCaption:
 
 def load_caption(folder: Path, dtype: torch.dtype) -> ClipCaption:
     """The folder's CLIP tokenizer and text encoder (transformers, local files only)."""
-    encoder_dir = _require(folder, "text_encoder", "config.json", "model.safetensors")
-    tokenizer_dir = folder / "tokenizer"
-    if not tokenizer_dir.is_dir():
-        raise UnnoiseError(f"{folder}: not a loadable diffusers model folder (missing tokenizer/)")
+    encoder_dir, tokenizer_dir = folder / "text_encoder", folder / "tokenizer"
     try:
         import transformers
     except ImportError:
         raise UnnoiseError("a Stable Diffusion folder needs transformers: pip install 'unnoise[diffusers]'") from None
-    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-    encoder = transformers.CLIPTextModel.from_pretrained(encoder_dir, dtype=dtype, use_safetensors=True,
-                                                         local_files_only=True)
+    tokenizer = _loaded(tokenizer_dir, lambda: transformers.AutoTokenizer.from_pretrained(
+        tokenizer_dir, local_files_only=True))
+    encoder = _loaded(encoder_dir, lambda: transformers.CLIPTextModel.from_pretrained(
+        encoder_dir, dtype=dtype, use_safetensors=True, local_files_only=True))
     return ClipCaption(tokenizer, encoder.eval().requires_grad_(False))
 
 
@@ -237,7 +257,8 @@ def load_diffusers(path, device=None, dtype: torch.dtype = torch.float32) -> Dif
     folder = Path(path)
     if not folder.is_dir():
         raise UnnoiseError(f"diffusers model folder not found: {folder}")
-    scheduler_path = _require(folder, "scheduler", "scheduler_config.json") / "scheduler_config.json"
+    check_folder(folder)
+    scheduler_path = folder / "scheduler" / "scheduler_config.json"
     scheduler = _read_json(scheduler_path)
     process = process_from_scheduler(scheduler, str(scheduler_path))
     network = DiffusersUNet(load_unet(folder, dtype))
