@@ -57,3 +57,13 @@ def test_plan_refuses_a_run_of_other_data(tmp_path, user_error, capsys):
     capsys.readouterr()  # the training's progress lines
     user_error(["plan", str(run), "--start", "1,1", "--goal", "1,3", "--out", str(tmp_path / "p.png")],
                "not maze trajectories")
+
+
+def test_eval_scores_a_maze_run(maze_run, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(maze_run), "--n", "4", "--steps", "1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["layout"] == "umaze" and result["pairs"] == 4 and result["expert"]["success_rate"] == 1.0
+    assert set(result["diffusion"]) == {"success_rate", "mean_return", "normalised_score"}

@@ -62,6 +62,7 @@ def check_args(args) -> None:
 def run(args) -> None:
     from ..eval.molecules import is_molecule_run
     from ..eval.reconstruction import is_autoencoder_run
+    from ..planning.evaluate import evaluate_planning_run, is_planning_run
 
     check_args(args)
     if args.nll:
@@ -76,6 +77,10 @@ def run(args) -> None:
 
         result = evaluate_molecule_run(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
                                        nfe=args.nfe, steps=args.steps, weights=args.weights, device=args.device)
+        out = args.out or Path(args.run_dir) / "eval.json"
+    elif is_planning_run(args.run_dir):  # maze trajectories: the planner's scores (planning/evaluate.py)
+        result = evaluate_planning_run(args.run_dir, n=args.n or 100, sampler=args.sampler, steps=args.steps,
+                                       weights=args.weights, device=args.device)
         out = args.out or Path(args.run_dir) / "eval.json"
     elif is_autoencoder_run(args.run_dir):  # PSNR, SSIM and rFD of held-out reconstructions (eval/reconstruction.py)
         from ..eval.reconstruction import evaluate_autoencoder_run
