@@ -147,6 +147,24 @@ def test_cancelling_a_running_job_stops_it_after_the_current_step(client, studio
     assert client.get(f"/api/history").json()["jobs"][0]["status"] == "cancelled"
 
 
+def test_a_cancel_inside_a_step_stops_before_the_next_model_call(client, studio, monkeypatch):
+    pipe, _ = studio.cache.get(studio.folder.resolve("digits"))
+    net, calls = pipe.denoiser.net, []
+    forward = net.forward
+    job_id = submit(client, seed=0, n=1, nfe=20, sampler="heun")  # 2 model calls per step
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 8:  # the first of the two calls of step 5 (heun's first step makes one)
+            studio.queue.cancel(job_id)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(net, "forward", counting)
+    studio.queue.drain()
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert (job["status"], len(calls), job["step"]) == ("cancelled", 8, 4)  # its second call never ran
+
+
 def test_progress_events_and_preview(client, studio):
     job_id = submit(client, seed=0, n=1, nfe=16, sampler="euler")
     studio.queue.drain()

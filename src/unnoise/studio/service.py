@@ -5,6 +5,7 @@ Outputs live in RUNS/.studio/jobs/JOB_ID/ and are reached only by job id and a f
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UnnoiseError
+from ..guide import DenoiserTransform
 from .fields import check_params
 from .history import History
 from .jobs import Job, JobCancelled, JobQueue
@@ -85,6 +87,34 @@ class JobContext:
         settings = {**self.settings, "params": {**self.settings["params"], "seed": seed, "n": 1}}
         self.path(name).write_bytes(png_bytes(image, settings))
         self.add_output(name, "image", seed)
+
+
+class CancellableDenoiser(DenoiserTransform):
+    """The run's denoiser, checking before every model call whether its job was cancelled (so a job stops
+    within one model call, also inside a step or while `auto` calibrates). Transparent otherwise."""
+
+    def __init__(self, D, check):
+        super().__init__(D)
+        self.check = check
+
+    def denoised(self, x, sigma, cond, inner):
+        self.check()
+        return inner(x, sigma, cond)
+
+    def __getattr__(self, name):  # anything else a pipeline reads from its denoiser
+        if name in ("D", "check"):
+            raise AttributeError(name)
+        return getattr(self.D, name)
+
+
+def cancellable(pipe, check):
+    """A shallow copy of the pipeline (sharing its conditions and calibrations) whose denoiser checks `check`
+    before every model call; a text run's pipeline as it is (its sampler reports per sample)."""
+    if getattr(pipe, "text", None) is not None:
+        return pipe
+    job_pipe = copy.copy(pipe)
+    job_pipe.denoiser = CancellableDenoiser(pipe.denoiser, check)
+    return job_pipe
 
 
 class Studio:
@@ -196,6 +226,7 @@ class Studio:
         out_dir.mkdir(parents=True, exist_ok=True)
         settings = {**{k: v for k, v in job.settings.items() if k != "uploads"}, "weights": weights}
         context = JobContext(job, pipe, job.params, out_dir, images, settings)
+        context.pipe = cancellable(pipe, context.check_cancelled)
         form = kind_of(pipe.config).form(job.form)
         try:
             form.execute(context)
