@@ -192,3 +192,24 @@ def test_eval_of_an_autoencoder_run_reports_reconstruction_quality(ae_run, tmp_p
         expected = reconstruction_metrics(x, codec.decode(codec.encode(x)).clamp(-1, 1))
     assert result["split"] == "test" and result["n"] == 4 and result["rfd"] is None
     assert result["psnr"] == expected["psnr"] and result["ssim"] == expected["ssim"]
+
+
+def test_reconstruct_command_and_sampling_an_autoencoder_run(ae_run, tmp_path, capsys, user_error):
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    from unnoise.cli.main import main
+    from unnoise.data.landscapes import render_landscapes
+
+    image = render_landscapes([2], size=32, split="test")["images"][0]
+    pixels = ((image.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(tmp_path / "in.png")
+    argv = ["reconstruct", str(ae_run), "--input", str(tmp_path / "in.png"), "--out", str(tmp_path / "rec.png"),
+            "--latents", str(tmp_path / "z.safetensors"), "--device", "cpu"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["latent_shape"] == [4, 8, 8] and (tmp_path / "rec.png").is_file()
+    assert load_file(str(tmp_path / "z.safetensors"))["latents"].shape == (1, 4, 8, 8)
+    user_error(["sample", str(ae_run), "--out", str(tmp_path / "s.png")], "autoencoder run", "unnoise reconstruct")
+    Image.fromarray(pixels[::2, ::2].copy()).save(tmp_path / "small.png")
+    user_error(argv[:3] + [str(tmp_path / "small.png"), "--out", str(tmp_path / "rec.png")], "expected 32x32")

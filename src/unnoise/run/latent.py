@@ -190,9 +190,9 @@ def refuse_sampling(config, run_dir) -> None:
     """Sampling an autoencoder run: a one-line error naming what it can do."""
     if is_autoencoder_config(config):
         run = run_dir or "AE_RUN"
-        raise UnnoiseError(f"{run} is an autoencoder run: it encodes and decodes (Pipeline.encode / decode, "
-                           f"unnoise eval {run} for PSNR and SSIM); to generate, train a latent run on it: "
-                           f"unnoise train --preset landscapes-ldm --set model.codec={run}")
+        raise UnnoiseError(f"{run} is an autoencoder run: it encodes and decodes (unnoise reconstruct {run} --input "
+                           f"IMG, Pipeline.encode / decode; unnoise eval {run} for PSNR and SSIM); to generate, train "
+                           f"a latent run on it: unnoise train --preset landscapes-ldm --set model.codec={run}")
 
 
 # ---- latent runs -----------------------------------------------------------------------------------
