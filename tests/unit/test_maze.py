@@ -125,3 +125,17 @@ def test_bad_positions_are_one_line_errors(point, fragment):
 def test_unknown_layout():
     with pytest.raises(UnnoiseError, match="unknown maze layout 'small'"):
         make_maze("small")
+
+
+def test_maze_dataset_spec_and_bad_options():
+    from unnoise.data import load_dataset
+
+    data = load_dataset("maze", layout="umaze", horizon=16, walks=2, steps=40, stride=8)
+    assert data.spec.modality == "trajectory" and data.shape == (6, 16) and len(data) == 2 * 4
+    assert float(data.x[:, 4:].abs().max()) <= 1.0  # actions are forces in [-1, 1]
+    with pytest.raises(UnnoiseError, match="unknown layout 'tiny'"):
+        load_dataset("maze", layout="tiny")
+    with pytest.raises(UnnoiseError, match="shorter than the horizon 64"):
+        load_dataset("maze", horizon=64, walks=1, steps=40)
+    with pytest.raises(UnnoiseError, match="stride must be a positive integer"):
+        load_dataset("maze", stride=0)
