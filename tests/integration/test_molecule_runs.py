@@ -178,3 +178,5 @@ def test_one_line_errors(run, data_file, tmp_path, user_error):
     user_error(["sample", str(run), "--atoms", "30", "--out", str(tmp_path / "m.sdf")], "--atoms", "[1, 29]")
     user_error(["sample", str(run), "--sampler", "auto", "--out", str(tmp_path / "m.sdf")], "auto")
     user_error(["sample", str(run), "--out", str(tmp_path / "m.mol")], "m.mol", ".sdf")
+    user_error(["eval", str(run), "--nll"], "--nll", "molecule runs")
+    user_error(["eval", str(run), "--nll"], "--nll", "molecule runs")

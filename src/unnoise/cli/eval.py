@@ -65,6 +65,9 @@ def run(args) -> None:
     from ..planning.evaluate import evaluate_planning_run, is_planning_run
 
     check_args(args)
+    if args.nll and is_molecule_run(args.run_dir):
+        raise UnnoiseError(f"{args.run_dir}: --nll is not built for molecule runs (it needs the VLB in the zero-CoM "
+                           "subspace); evaluate samples without --nll")
     if args.nll:
         from ..eval.nll import evaluate_nll
 
