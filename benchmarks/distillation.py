@@ -6,7 +6,7 @@ training-free sampler at 1, 2, 4 calls, the Frechet distance of the project's di
 (eval/features.py) to held-out real digits (`fd_real`; 297 images, so it has a floor) and to the teacher's own
 samples at NFE 50 (`fd_teacher`), plus training times (distillation as a fraction of the teacher's).
 
-    python benchmarks/distillation.py --json                        # full: about 1 h on 2 CPU cores
+    python benchmarks/distillation.py --json                        # full: estimated 40-60 min on 2 quiet cores
     python benchmarks/distillation.py --json --quick                # a few minutes, rough figures
     python benchmarks/distillation.py --json --teacher runs/digits  # reuse a trained digits run
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-FULL = {"teacher_steps": 8000, "distill_steps": 2000, "cd_steps": 6000, "first_round": 64, "n": 2000, "network": {}}
+FULL = {"teacher_steps": 8000, "distill_steps": 2000, "cd_steps": 6000, "first_round": 64, "n": 5000, "network": {}}
 # --quick: a smaller network and short runs, to check the whole path end to end on a busy CPU
 QUICK = {"teacher_steps": 1000, "distill_steps": 150, "cd_steps": 400, "first_round": 16, "n": 300,
          "network": {"hidden": 256, "depth": 3}}
@@ -29,8 +29,8 @@ FREE_SAMPLERS = ("euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m")  # training-fr
 
 
 def train_teacher(out: Path, steps: int, network: dict) -> float:
-    """The digits preset (the `make demo` run) for `steps` steps, its network options updated with `network`;
-    returns its training seconds."""
+    """The digits preset (the `make demo` run) for `steps` steps on the train split (the 297 test digits stay
+    held out for fd_real), its network options updated with `network`; returns its training seconds."""
     from unnoise.run.config import config_from_dict
     from unnoise.run.presets import preset
     from unnoise.run.training import train_run
@@ -38,6 +38,7 @@ def train_teacher(out: Path, steps: int, network: dict) -> float:
     d = preset("digits")
     d["train"].update(steps=steps, sample_every=0)
     d["model"]["network_options"].update(network)
+    d["data"]["options"] = {"split": "train"}
     return train_run(config_from_dict(d), out)["seconds"]
 
 

@@ -119,6 +119,9 @@ def _progressive_recipe(recipe: dict, process, prediction: str) -> dict:
 
 
 def _consistency_recipe(recipe: dict, process, config: RunConfig) -> dict:
+    if config.model.learned_variance:
+        raise UnnoiseError("model.learned_variance: a consistency student has no reverse variance; distill a run "
+                           "without learned variances, or use --method progressive")
     start, end, mu = CONSISTENCY_DEFAULTS[recipe["method"]]
     defaults = {"sigma_min": process.sigma_min, "sigma_max": process.sigma_max, "rho": 7.0,
                 "discretization_start": start, "discretization_end": end, "target_ema": mu,
