@@ -31,6 +31,11 @@ def runs(tmp_path_factory):
     assert main(["train", "--preset", "digits", "--out", str(root / "digits"), *TINY]) == 0
     assert main(["train", "--preset", "digits", "--out", str(root / "group" / "labelled"), *TINY,
                  "--set", "model.conditions=label"]) == 0
+    assert main(["train", "--preset", "toy2d", "--out", str(root / "toy"), *TINY]) == 0
+    assert main(["train", "--preset", "tones", "--out", str(root / "tones"), "--steps", "1", "--batch-size", "4",
+                 "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0", "--set", "data.options.n=16",
+                 "--set", "model.network_options.base_channels=8", "--set", "model.network_options.groups=4",
+                 "--set", "model.network_options.channel_mult=[1]"]) == 0
     (root / "not-a-run").mkdir()
     (root / "secret.txt").write_text("outside every run")
     return root
@@ -79,7 +84,8 @@ def assert_error(response, status, *fragments):
 
 def test_runs_are_listed_with_their_kind_and_forms(client):
     runs = {r["name"]: r for r in client.get("/api/runs").json()["runs"]}
-    assert set(runs) == {"digits", "group/labelled"}  # not-a-run has no config.json
+    assert set(runs) == {"digits", "group/labelled", "toy", "tones"}  # not-a-run has no config.json
+    assert (runs["toy"]["kind"], runs["tones"]["kind"]) == ("points", "audio")
     assert runs["digits"]["kind"] == "image" and runs["digits"]["forms"] == ["generate", "restore"]
     forms = client.get("/api/forms", params={"run": "group/labelled"}).json()["forms"]
     fields = {f["name"]: f for f in forms[0]["fields"]}
@@ -87,6 +93,47 @@ def test_runs_are_listed_with_their_kind_and_forms(client):
     assert {"guidance", "guidance_low", "guidance_high", "guidance_rescale", "sampler", "nfe", "seed", "n"} <= set(fields)
     plain = client.get("/api/forms", params={"run": "digits"}).json()["forms"][0]["fields"]
     assert "label" not in {f["name"] for f in plain}
+
+
+def test_audio_runs_give_wavs_with_spectrograms_and_point_runs_a_scatter(client, studio):
+    audio = submit(client, "tones", seed=2, n=2, label="C4", **FAST)
+    points = submit(client, "toy", seed=0, n=50, **FAST)
+    studio.queue.drain()
+    job = client.get(f"/api/jobs/{audio}").json()
+    assert [(o["file"], o["type"], o["seed"], o["spectrogram"]) for o in job["outputs"]] == [
+        ("000.wav", "audio", 2, "000.png"), ("001.wav", "audio", 3, "001.png")]
+    wav = client.get(f"/api/jobs/{audio}/files/000.wav")
+    assert wav.headers["content-type"] == "audio/wav" and wav.content[:4] == b"RIFF"
+    assert client.get(f"/api/jobs/{audio}/files/001.png").headers["content-type"] == "image/png"
+    assert client.get("/api/forms", params={"run": "tones"}).json()["forms"][0]["viewer"] == "audio"
+    scatter = outputs(client, points)
+    assert len(scatter) == 1 and scatter[0].startswith(b"\x89PNG")
+
+
+def test_a_kind_registered_later_serves_its_own_form(client, studio):
+    from unnoise.studio import Form, Kind, register_kind
+    from unnoise.studio.fields import Field
+    from unnoise.studio.kinds import unregister_kind
+
+    def execute(ctx):
+        ctx.start(1)
+        path = ctx.path("echo.txt")
+        path.write_text(ctx.params["word"] * ctx.params["times"])
+        ctx.add_output(path.name, "text", 0, text=path.read_text())
+        ctx.advance()
+
+    fields = lambda config: [Field("word", "text", "Word", "hi"), Field("times", "int", "Times", 2, 1, 5)]
+    register_kind(Kind("echo", lambda config: config.data.name == "toy2d", (Form("echo", "Echo", fields, execute,
+                                                                                  "text"),)))
+    try:
+        assert {r["name"]: r["kind"] for r in client.get("/api/runs").json()["runs"]}["toy"] == "echo"
+        assert_error(client.post("/api/jobs", json={"run": "toy", "params": {"times": 9}}), 400, "field 'times'")
+        job_id = submit(client, "toy", "echo", word="ab", times=3)
+        studio.queue.drain()
+        assert client.get(f"/api/jobs/{job_id}").json()["outputs"][0]["text"] == "ababab"
+    finally:
+        unregister_kind("echo")
+    assert {r["name"]: r["kind"] for r in client.get("/api/runs").json()["runs"]}["toy"] == "points"
 
 
 def test_generation_writes_pngs_whose_settings_reproduce_them(client, studio):

@@ -62,6 +62,10 @@ def register_kind(kind: Kind) -> Kind:
     return kind
 
 
+def unregister_kind(name: str) -> None:
+    _KINDS[:] = [k for k in _KINDS if k.name != name]
+
+
 def kinds() -> list[Kind]:
     global _loaded
     if not _loaded:
