@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,14 +67,14 @@ def ensure_base(args) -> Path:
 
 
 def held_out(kind: str, config, n: int):
-    """The held-out images (n, 3, S, S) and their control part (the "test" split of the training data)."""
+    """The held-out images (n, 3, S, S) and their condition {"control": part} (the "test" split of the data)."""
     from unnoise.conditions import ControlCondition
     from unnoise.data import load_dataset
 
     options = {**config.data.options, "split": "test", "n": n}
     dataset = load_dataset(config.data.name, **options)
     condition = ControlCondition(kind, tuple(dataset.x.shape[1:]), dataset)
-    return dataset, condition.from_batch({"x": dataset.x, "index": torch.arange(n)})
+    return dataset, {"control": condition.from_batch({"x": dataset.x, "index": torch.arange(n)})}
 
 
 def adherence(kind: str, samples: torch.Tensor, dataset, controls: torch.Tensor) -> float:
@@ -105,9 +106,11 @@ def train_kind(kind: str, base: Path, args) -> dict:
     from unnoise.run.training import train_run
 
     run = args.out / kind
+    if (run / "config.json").is_file():  # a run of an earlier call: replaced
+        shutil.rmtree(run)
     base_pipe = Pipeline.load(base, device="cpu")
     dataset, cond = held_out(kind, base_pipe.config, args.n)
-    controls = cond["images"][:, 0]
+    controls = cond["control"]["images"][:, 0]
     curve = [[0, adherence(kind, sample(base_pipe.denoiser, base_pipe.config, None, args.n), dataset, controls)]]
 
     def evaluate(denoiser, step: int) -> None:
@@ -173,13 +176,13 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", nargs="+", default=list(KIND_METRICS), choices=list(KIND_METRICS))
     parser.add_argument("--base", type=Path, help="a trained shapes run (default: train the preset into OUT/base)")
     parser.add_argument("--out", type=Path, default=Path("runs/controlnet"))
-    parser.add_argument("--steps", type=int, help="control training steps per kind (default 3000; quick 300)")
+    parser.add_argument("--steps", type=int, help="control training steps per kind (default 3000; quick 150)")
     parser.add_argument("--every", type=int, help="evaluate every this many steps (default 100; quick 50)")
     parser.add_argument("--n", type=int, help="held-out controls per evaluation (default 64; quick 16)")
     parser.add_argument("--quick", action="store_true", help="16x16 tiny base, short runs (a few minutes)")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args(argv)
-    args.steps = args.steps or (300 if args.quick else 3000)
+    args.steps = args.steps or (150 if args.quick else 3000)
     args.every = args.every or (50 if args.quick else 100)
     args.n = args.n or (16 if args.quick else 64)
     torch.set_num_threads(1)

@@ -90,9 +90,10 @@ def canny(images: Tensor, sigma: float = 1.0, low: float = LOW, high: float = HI
     return hysteresis(thin, low, high)
 
 
-def sketch(images: Tensor, sigma: float = 2.0) -> Tensor:
-    """A coarse hand-drawing stand-in: the main contours only (Canny at twice the blur), drawn with a
-    3-pixel pen."""
+def sketch(images: Tensor, sigma: float | None = None) -> Tensor:
+    """A coarse hand-drawing stand-in: the main contours only (Canny with a blur of `sigma`, default one
+    pixel per 16 of the image width, at least 1), drawn with a 3-pixel pen."""
+    sigma = max(1.0, images.shape[-1] / 16) if sigma is None else sigma
     return dilate(canny(images, sigma=sigma))
 
 
