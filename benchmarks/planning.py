@@ -38,19 +38,22 @@ except ImportError:  # running from a checkout without `pip install -e .`
 import numpy as np
 import torch
 
-QUICK = {"train_steps": 300, "pairs": 10, "bc_steps": 300, "synthetic": 64, "walks": 16, "sample_steps": 6}
+QUICK = {"train_steps": 200, "pairs": 10, "bc_steps": 300, "synthetic": 64, "walks": 16, "sample_steps": 6,
+         "overrides": ["model.network_options.base_channels=16"]}
 
 
-def ensure_run(layout: str, runs_dir: Path, train_steps: int | None, walks: int | None) -> tuple[Path, float | None]:
-    """The trained maze-<layout> run and its training seconds (None when reused)."""
-    from unnoise.run.config import config_from_dict
+def ensure_run(layout: str, runs_dir: Path, train_steps: int | None, walks: int | None,
+               overrides: list[str]) -> tuple[Path, float | None]:
+    """The trained maze-<layout> run and its training seconds (None when reused); `overrides` are --set
+    assignments (section.key=value) applied to the preset."""
+    from unnoise.run.config import apply_overrides, config_from_dict
     from unnoise.run.presets import preset
     from unnoise.run.training import train_run
 
     run_dir = runs_dir / f"maze-{layout}"
     if (run_dir / "checkpoint" / "ema.safetensors").is_file():
         return run_dir, None
-    config = preset(f"maze-{layout}")
+    config = apply_overrides(preset(f"maze-{layout}"), overrides)
     config["train"]["sample_every"] = 0
     if train_steps:
         config["train"]["steps"] = train_steps
@@ -89,7 +92,7 @@ def evaluate_layout(layout: str, args) -> dict:
     from unnoise.planning.policy import PolicyController, train_policy
     from unnoise.planning.scores import episodes, held_out_pairs, references, summary
 
-    run_dir, train_seconds = ensure_run(layout, args.runs_dir, args.train_steps, args.walks)
+    run_dir, train_seconds = ensure_run(layout, args.runs_dir, args.train_steps, args.walks, args.set)
     pipe = Pipeline.load(run_dir, device=args.device)
     maze = make_maze(layout)
     starts, goals = held_out_pairs(maze, args.pairs)
@@ -127,12 +130,17 @@ def parse_args(argv=None):
     p.add_argument("--bc-steps", type=int, default=3000)
     p.add_argument("--synthetic", type=int, default=2048, help="policy-guided synthetic windows")
     p.add_argument("--pgd-lambda", type=float, default=1.0)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override the presets (as in unnoise train), e.g. train.batch_size=64")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     if args.quick:
         args.layouts = "umaze"
         for key, value in QUICK.items():
-            setattr(args, key, value)
+            if key == "overrides":
+                args.set = value + args.set
+            else:
+                setattr(args, key, value)
         args.runs_dir = args.runs_dir / "quick"
     return args
 
