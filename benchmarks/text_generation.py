@@ -4,11 +4,13 @@ through the library's own path (run/training.train_run on the shakespeare-mdlm /
 evaluated through the Pipeline and eval/text.py.
 
     python benchmarks/text_generation.py --json                 # the full protocol: 45 minutes per model
-    python benchmarks/text_generation.py --quick --json         # small models, ~25 s each: a few minutes
+    python benchmarks/text_generation.py --quick --json         # small models, 250 steps each: a few minutes
+    python benchmarks/text_generation.py --steps 600 --json     # a fixed step budget instead of --minutes
 
 Protocol. The step budget is set once: the MDLM run trains `calibration` steps (inside the warm-up, so the
 learning-rate schedule does not depend on the total yet), its seconds per step give the steps that fit in
---minutes, and it resumes to that many steps; D3PM, AR and the evaluator then train exactly as many steps.
+--minutes (or --steps sets them), and it resumes to that many steps; D3PM, AR and the evaluator then train
+exactly as many steps.
 Generative perplexity is measured under a separate evaluator, an AR run from another seed (train.seed=1)
 on the same training plays, so the AR competitor is not scored by itself (--evaluator RUN reuses one).
 Every figure is on the held-out plays (Hamlet, Twelfth Night, Richard II).
@@ -47,7 +49,7 @@ from unnoise.run.training import train_run
 
 FULL = dict(minutes=45.0, context=256, width=256, depth=6, heads=8, batch=32, warmup=50, calibration=20,
             nfe=[16, 64, 256], samples=64, heldout=256, draws=8, infill_windows=64, infill_nfe=64)
-QUICK = dict(minutes=0.4, context=64, width=64, depth=2, heads=4, batch=32, warmup=10, calibration=10,
+QUICK = dict(minutes=0.4, steps=250, context=64, width=64, depth=2, heads=4, batch=32, warmup=10, calibration=10,
              nfe=[16, 64, 256], samples=32, heldout=64, draws=4, infill_windows=32, infill_nfe=32)
 PRESETS = {"mdlm": "shakespeare-mdlm", "d3pm": "shakespeare-d3pm", "ar": "shakespeare-ar"}
 SAMPLE_SEED = 1000  # generation seeds: SAMPLE_SEED + i (held fixed for every model and both precisions)
@@ -69,10 +71,10 @@ def train_budgeted(out: Path, cfg: dict, threads: int, device: str, log, evaluat
     """Train MDLM (calibrating the step budget), then D3PM, AR and (unless given) the evaluator for as many
     steps."""
     mdlm = out / "mdlm"
-    calibration = min(cfg["calibration"], cfg["warmup"])
+    calibration = min(cfg["calibration"], cfg["warmup"], cfg.get("steps") or cfg["calibration"])
     first = train_run(run_config(PRESETS["mdlm"], cfg, calibration, 0, threads), mdlm, preview=False, device=device)
     seconds_per_step = first["seconds"] / first["trained_steps"]
-    steps = max(calibration, int(cfg["minutes"] * 60 / seconds_per_step))
+    steps = cfg.get("steps") or max(calibration, int(cfg["minutes"] * 60 / seconds_per_step))
     log(f"budget: {seconds_per_step:.3f} s/step (mdlm) -> {steps} steps per model")
     rest = train_run(None, mdlm, resume=True, steps=steps, preview=False, device=device)
     record = {"mdlm": {"train_steps": rest["steps"], "train_seconds": round(first["seconds"] + rest["seconds"], 1)}}
@@ -157,7 +159,9 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small models and budget: a few minutes in all")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
-    parser.add_argument("--minutes", type=float, help="training minutes per model (default 45; --quick 0.4)")
+    parser.add_argument("--minutes", type=float, help="training minutes per model (default 45; --quick trains a "
+                                                      "fixed 250 steps instead, about 40 s each on a quiet core)")
+    parser.add_argument("--steps", type=int, help="training steps per model instead of the --minutes budget")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the free cores)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
     parser.add_argument("--out", type=Path, help="folder for the runs (default: a new temporary folder)")
@@ -166,7 +170,11 @@ def main(argv=None) -> dict:
     wall = time.perf_counter()
     cfg = dict(QUICK if args.quick else FULL)
     if args.minutes is not None:
-        cfg["minutes"] = args.minutes
+        cfg["minutes"], cfg["steps"] = args.minutes, None
+    if args.steps is not None:
+        if args.steps < 1:
+            parser.error(f"--steps must be >= 1, got {args.steps}")
+        cfg["steps"] = args.steps
     out = args.out or Path(tempfile.mkdtemp(prefix="text_generation-"))
     if out.exists() and any(out.iterdir()):
         parser.error(f"--out {out} is not empty; the benchmark trains fresh runs")

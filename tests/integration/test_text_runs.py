@@ -99,7 +99,7 @@ def test_text_run_errors_are_one_line(runs, tmp_path, capsys):
     _one_line_error(capsys, ["sample", mdlm, "--class", "1"], "--class", "text run")
     _one_line_error(capsys, ["sample", mdlm, "--out", str(tmp_path / "x.png")], ".png", ".txt")
     _one_line_error(capsys, ["sample", mdlm, "--prompt", "\u00e9"], "--prompt", "alphabet")
-    _one_line_error(capsys, ["sample", mdlm, "--prompt", "To be or not", "--length", "8"], "--prompt", "--length 8")
+    _one_line_error(capsys, ["sample", mdlm, "--prompt", "To be or not", "--length", "8"], "--prompt", "length 8")
     _one_line_error(capsys, ["sample", mdlm, "--infill", "To be"], "--infill", "no span")
     _one_line_error(capsys, ["sample", ar, "--prompt", "To be", "--sampler", "nonesuch"], "nonesuch", "ancestral")
     _one_line_error(capsys, ["eval", mdlm], "text run", "--nll")

@@ -113,7 +113,7 @@ def test_infill_and_prompt_errors_name_the_flag():
     tokenizer = CharTokenizer("abc ,")
     with pytest.raises(UnnoiseError, match=r"^--prompt: character 'z'"):
         request_template(tokenizer, 8, prompt="abz")
-    with pytest.raises(UnnoiseError, match=r"^--prompt: 9 tokens do not fit in a sample of --length 8"):
+    with pytest.raises(UnnoiseError, match=r"^--prompt: 9 tokens do not fit in a sample of length 8"):
         request_template(tokenizer, 8, prompt="abcabcabc")
     with pytest.raises(UnnoiseError, match=r"^--infill: .*no span"):
         request_template(tokenizer, 8, infill="abc")

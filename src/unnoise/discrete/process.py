@@ -73,6 +73,11 @@ class CategoricalProcess:
     def describe(self) -> dict:
         return {"process": self.kind, "schedule": self.schedule.name, "vocab_size": self.vocab_size}
 
+    def alpha_ratio(self, s: float, t: float) -> float:
+        """alpha_{t|s} = alpha(t) / alpha(s): the probability that a token is untouched between s and t."""
+        s, t = torch.tensor(s, dtype=torch.float64), torch.tensor(t, dtype=torch.float64)
+        return float(self.alpha(t) / self.alpha(s))
+
     def marginal_matrix(self, t: float) -> Tensor:
         """q_t(x_t = j | x_0 = i) as an (input_size, input_size) float64 matrix (rows: x_0)."""
         raise NotImplementedError
@@ -111,7 +116,7 @@ class AbsorbingProcess(CategoricalProcess):
         return matrix
 
     def transition_matrix(self, s: float, t: float) -> Tensor:
-        ratio = float(self.alpha(torch.tensor(t, dtype=torch.float64)) / self.alpha(torch.tensor(s, dtype=torch.float64)))  # alpha_{t|s}
+        ratio = self.alpha_ratio(s, t)
         matrix = torch.eye(self.input_size, dtype=torch.float64) * ratio
         matrix[:, self.mask_id] += 1.0 - ratio
         return matrix
@@ -149,7 +154,7 @@ class UniformProcess(CategoricalProcess):
         return torch.eye(size, dtype=torch.float64) * alpha + (1.0 - alpha) / size
 
     def transition_matrix(self, s: float, t: float) -> Tensor:
-        ratio = float(self.alpha(torch.tensor(t, dtype=torch.float64)) / self.alpha(torch.tensor(s, dtype=torch.float64)))
+        ratio = self.alpha_ratio(s, t)
         size = self.vocab_size
         return torch.eye(size, dtype=torch.float64) * ratio + (1.0 - ratio) / size
 

@@ -69,7 +69,8 @@ def request_template(tokenizer, length: int, prompt: str | None = None, infill: 
     if prompt:
         ids = encode_flag(tokenizer, prompt, "--prompt")
         if len(ids) > length:
-            raise UnnoiseError(f"--prompt: {len(ids)} tokens do not fit in a sample of --length {length}")
+            raise UnnoiseError(f"--prompt: {len(ids)} tokens do not fit in a sample of length {length} (--length, "
+                               "at most the model's context)")
         return prefix_template(ids.tolist(), length)
     return None
 
