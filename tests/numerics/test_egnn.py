@@ -144,3 +144,16 @@ def test_baseline_transformer_commutes_with_permutations_and_translations_but_no
     assert torch.equal(out[~mask], torch.zeros_like(out[~mask]))
     expected = transform(out, mask, q, torch.zeros(3, dtype=torch.float64))
     assert float((rotated - expected).norm()) > 1e-3 * float(expected.norm())  # not equivariant
+
+
+def test_edge_messages_equal_phi_e_on_the_concatenated_pair():
+    """The split first layer of phi_e (W_i h_i + W_j h_j + w_d d + w_a a + b) is eq. (3)'s phi_e applied to
+    the concatenation [h_i, h_j, d_ij, a_ij]: equal to float64 rounding."""
+    layer = network().layers[0]
+    g = torch.Generator().manual_seed(5)
+    h = torch.randn(2, 5, 16, generator=g, dtype=torch.float64)
+    d, a = torch.rand(2, 5, 5, 1, generator=g, dtype=torch.float64), torch.rand(2, 5, 5, 1, generator=g, dtype=torch.float64)
+    pair = torch.cat([h.unsqueeze(2).expand(-1, -1, 5, -1), h.unsqueeze(1).expand(-1, 5, -1, -1), d, a], dim=-1)
+    with torch.no_grad():
+        expected = layer.phi_e(pair)
+        assert_close(layer.edge_messages(h, d, a), expected, relative=EXACT)

@@ -65,13 +65,21 @@ class EquivariantLayer(nn.Module):
         nn.init.zeros_(self.phi_x[-1].bias)
         self.phi_h = _mlp(2 * hidden, hidden, hidden)
 
+    def edge_messages(self, h: Tensor, d: Tensor, a: Tensor) -> Tensor:
+        """m_ij = phi_e(h_i, h_j, d_ij, a_ij) (B, N, N, H), eq. (3). phi_e's first linear layer acts on the
+        concatenation [h_i, h_j, d_ij, a_ij]; it is applied as W_i h_i + W_j h_j + w_d d_ij + w_a a_ij + b,
+        the same map, so the (B, N, N, 2H + 2) concatenation is never built."""
+        first, hidden = self.phi_e[0], h.shape[-1]
+        w = first.weight  # (H, 2H + 2): columns for h_i, h_j, d, a
+        own, other = h @ w[:, :hidden].T, h @ w[:, hidden: 2 * hidden].T  # (B, N, H) each
+        pre = own.unsqueeze(2) + other.unsqueeze(1) + d * w[:, 2 * hidden] + a * w[:, 2 * hidden + 1] + first.bias
+        return self.phi_e[1:](pre)
+
     def forward(self, h: Tensor, x: Tensor, a: Tensor, edges: Tensor, node: Tensor) -> tuple[Tensor, Tensor]:
         """h (B, N, H), x (B, N, 3), a (B, N, N, 1), edge mask (B, N, N, 1), node mask (B, N, 1)."""
-        n = h.shape[1]
         diff = x.unsqueeze(2) - x.unsqueeze(1)  # (B, N, N, 3): x_i - x_j
         d = (diff**2).sum(dim=-1, keepdim=True)  # (B, N, N, 1)
-        pair = torch.cat([h.unsqueeze(2).expand(-1, -1, n, -1), h.unsqueeze(1).expand(-1, n, -1, -1), d, a], dim=-1)
-        m = self.phi_e(pair)  # (B, N, N, H), eq. (3)
+        m = self.edge_messages(h, d, a)  # (B, N, N, H), eq. (3)
         if self.phi_inf is not None:
             m = m * torch.sigmoid(self.phi_inf(m))  # e_ij m_ij
         m = m * edges
