@@ -6,6 +6,7 @@ against the run's training molecules), with molecule stability's learning curve.
 
     python benchmarks/molecules.py --json                  # 60 minutes training per variant, 1,000 samples
     python benchmarks/molecules.py --quick --json          # 2,000 training molecules, ~2 minutes per variant
+    ... --plot curves.png                                  # also the learning curves as a PNG
     python benchmarks/molecules.py --full --json           # a GPU: 10,000 samples, the reference's network
                                                            # size (256 x 9), 8 hours per variant
 
@@ -119,6 +120,30 @@ def train_variant(name: str, cfg: dict, threads: int, root: Path) -> dict:
             "sample_seconds": round(time.perf_counter() - begin, 1), "metrics": metrics, "curve": curve}
 
 
+COLOURS = {"noh": (31, 70, 140), "noh-baseline": (120, 160, 220), "h": (170, 40, 40), "h-baseline": (230, 150, 150)}
+
+
+def plot_curves(variants: dict, path: Path, width: int = 640, height: int = 360) -> Path:
+    """Molecule stability (solid) and atom stability (thin) against the training step, one colour per
+    variant, on a [0, 1] axis; a PNG drawn with Pillow."""
+    from unnoise.io.files import pillow_draw, pillow_image, save_picture
+
+    margin, picture = 40, pillow_image().new("RGB", (width, height), (255, 255, 255))
+    draw = pillow_draw().Draw(picture)
+    last = max(point["step"] for v in variants.values() for point in v["curve"])
+    def xy(point, key):
+        return (margin + point["step"] / last * (width - 2 * margin), height - margin - point[key] * (height - 2 * margin))
+    draw.rectangle([margin, margin, width - margin, height - margin], outline=(160, 160, 160))
+    for row, (name, v) in enumerate(variants.items()):
+        colour = COLOURS.get(name, (0, 0, 0))
+        for key, line in (("molecule_stability", 3), ("atom_stability", 1)):
+            draw.line([xy(point, key) for point in [{"step": 0, key: 0.0}, *v["curve"]]], fill=colour, width=line)
+        draw.text((width - margin - 150, margin + 6 + 14 * row), name, fill=colour)
+    draw.text((margin, 8), "molecule stability (thick), atom stability (thin); 0 .. 1", fill=(0, 0, 0))
+    draw.text((width - margin - 80, height - margin + 8), f"step {last}", fill=(0, 0, 0))
+    return save_picture(picture, path)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
@@ -131,6 +156,7 @@ def main(argv=None) -> dict:
                              "non-equivariant transformer on raw coordinates of equal size, same loop)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: the free cores)")
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--plot", type=Path, help="also draw the learning curves to this PNG")
     parser.add_argument("--json", action="store_true", help="print only the JSON")
     args = parser.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL if args.full else STANDARD)
@@ -143,6 +169,8 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         root = args.out or Path(scratch)
         variants = {name: train_variant(name, cfg, threads, root) for name in args.variants.split(",")}
+        if args.plot is not None:
+            plot_curves(variants, args.plot)
     result = {"config": {**cfg, "threads": threads, "mode": "quick" if args.quick else "full" if args.full
                          else "standard"}, "variants": variants, "targets": TARGETS,
               "wall_seconds": round(time.perf_counter() - started, 1)}
