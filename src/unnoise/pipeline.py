@@ -213,7 +213,7 @@ class Pipeline:
         if self.codec.kind != "identity":  # a latent run: inpainting through the codec (run/latent.py)
             from .run.latent import latent_restore
 
-            return latent_restore(self, request)
+            return Restoration(*latent_restore(self, request, self.guided(SampleRequest())))
         if request.n < 1:
             raise UnnoiseError(f"n must be >= 1, got {request.n}")
         lowres = self.conditions.get("lowres")

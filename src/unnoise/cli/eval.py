@@ -61,7 +61,7 @@ def check_args(args) -> None:
 
 def run(args) -> None:
     from ..eval.molecules import is_molecule_run
-    from ..eval.reconstruction import is_autoencoder_run
+    from ..eval.autoencoder import is_autoencoder_run
     from ..planning.evaluate import evaluate_planning_run, is_planning_run
 
     check_args(args)
@@ -85,8 +85,8 @@ def run(args) -> None:
         result = evaluate_planning_run(args.run_dir, n=args.n or 100, sampler=args.sampler, steps=args.steps,
                                        weights=args.weights, device=args.device)
         out = args.out or Path(args.run_dir) / "eval.json"
-    elif is_autoencoder_run(args.run_dir):  # PSNR, SSIM and rFD of held-out reconstructions (eval/reconstruction.py)
-        from ..eval.reconstruction import evaluate_autoencoder_run
+    elif is_autoencoder_run(args.run_dir):  # PSNR, SSIM and rFD of held-out reconstructions (eval/autoencoder.py)
+        from ..eval.autoencoder import evaluate_autoencoder_run
 
         result = evaluate_autoencoder_run(args.run_dir, n=args.n or 256, seed=args.seed, split=args.split,
                                           device=args.device, extractor=args.extractor)

@@ -291,13 +291,13 @@ def _filled(y: torch.Tensor, on: torch.Tensor) -> torch.Tensor:
     return torch.where(on.bool(), y, mean)
 
 
-def latent_restore(pipe, request):
+def latent_restore(pipe, request, denoiser) -> tuple:
     """Inpainting on a latent run: the known pixels are encoded and the known latent cells (every pixel
     of their block known) are imposed at each step by the chosen method (ddnm by default, repaint,
     tweedie or dps) in latent space; the decoded samples get the known pixels pasted back bit for bit.
-    Other restoration tasks are one-line errors."""
+    `denoiser` is the pipeline's (null-conditioned for a guidable run). Returns (samples on the host, method,
+    steps); other restoration tasks are one-line errors."""
     from ..grids import sigma_grid
-    from ..pipeline import Restoration, SampleRequest
     from ..restore.operators import Mask
     from ..restore.sampling import MethodOptions, posterior_samples
 
@@ -316,7 +316,7 @@ def latent_restore(pipe, request):
         z_known = pipe.codec.encode(_filled(y, on))
         mask = Mask(latent_mask(on.expand_as(y), factor).to(torch.uint8))
         sigmas = sigma_grid(pipe.config.sample.grid, pipe.process, steps)
-        z = posterior_samples(pipe.guided(SampleRequest()), mask, mask.forward(z_known), pipe.shape, sigmas, method=method,
+        z = posterior_samples(denoiser, mask, mask.forward(z_known), pipe.shape, sigmas, method=method,
                               seeds=range(request.seed, request.seed + request.n),
                               options=request.options or MethodOptions(), callback=request.callback,
                               device=pipe.device)
@@ -324,4 +324,4 @@ def latent_restore(pipe, request):
         samples = torch.where(on.expand_as(x), y.expand_as(x), x).cpu()  # known pixels exactly
     if not bool(torch.isfinite(samples).all()):
         raise UnnoiseError(f"latent inpainting produced non-finite values (method {method}, {steps} steps)")
-    return Restoration(samples, method, steps)
+    return samples, method, steps
