@@ -13,6 +13,7 @@ Viewers the page knows: image (PNG pictures), audio (a player per WAV and its sp
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -48,6 +49,7 @@ class Kind:
 
 _KINDS: list[Kind] = []
 _loaded = False
+_loading = threading.Lock()
 
 
 def register_kind(kind: Kind) -> Kind:
@@ -67,11 +69,14 @@ def unregister_kind(name: str) -> None:
 
 
 def kinds() -> list[Kind]:
+    """The registered kinds, newest first (the modules of KIND_MODULES imported once, under a lock: the
+    request threads ask at the same time)."""
     global _loaded
-    if not _loaded:
-        _loaded = True
-        for module in KIND_MODULES:
-            importlib.import_module(module)
+    with _loading:
+        if not _loaded:
+            for module in KIND_MODULES:
+                importlib.import_module(module)
+            _loaded = True
     return list(_KINDS)
 
 
