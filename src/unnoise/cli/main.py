@@ -9,7 +9,7 @@ import sys
 from ..errors import UnnoiseError
 from .common import OneLineParser
 
-COMMANDS = ("train", "sample", "eval", "restore", "data", "demo", "serve", "distill", "plan", "reconstruct")
+COMMANDS = ("train", "sample", "eval", "restore", "data", "demo", "serve", "distill", "plan", "reconstruct", "export")
 
 
 def command_module(name: str):
