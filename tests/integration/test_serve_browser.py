@@ -1,6 +1,6 @@
 """The studio in a real headless Chromium (Debian's `chromium`, driven by Playwright for Python): open the
-page, generate and see progress then the images, paint a mask stroke and undo it, paint again and inpaint,
-reload and find both jobs in the history. Screenshots go to the test's folder; studio.png also to
+page, generate and see progress then the images, drop an output PNG to get its settings back, paint a mask
+stroke and undo it, paint again and inpaint, reload and find both jobs in the history. Screenshots go to the test's folder; studio.png also to
 $UNNOISE_STUDIO_SCREENSHOTS when set (docs/studio.png is taken this way)."""
 import os
 import shutil
@@ -113,6 +113,16 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     assert any(text.startswith("step ") and not text.startswith("step 48/48") for text in seen), seen
     assert seen[-1] == "done"
     _screenshot(page, tmp_path, "studio-generate.png")
+
+    for field, value in (("#field-seed", "99"), ("#field-n", "5"), ("#field-nfe", "3")):
+        page.fill(field, value)
+    page.evaluate("""async () => {  // drop the second image (seed 1) on the page: its settings come back
+        const blob = await (await fetch(document.querySelectorAll('#results img')[1].src)).blob();
+        const files = new DataTransfer();
+        files.items.add(new File([blob], 'seed1.png', {type: 'image/png'}));
+        document.dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true, cancelable: true})); }""")
+    page.wait_for_function("document.querySelector('#field-seed').value === '1'")
+    assert [page.input_value(f) for f in ("#field-n", "#field-nfe", "#field-sampler")] == ["1", "24", "euler"]
 
     picture = tmp_path / "digit.png"
     Image.fromarray(np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))).save(picture)
