@@ -298,6 +298,8 @@ def test_bad_inputs_get_one_line_json_errors(client):
         ({"run": "digits", "params": {"steps": 3}}, 400, "unknown field 'steps'"),
         ({"run": "digits", "params": {"sampler": "magic"}}, 400, "'magic' is not one of"),
         ({"run": "digits", "form": "paint", "params": {}}, 400, "form 'paint'"),
+        ({"run": "group/labelled", "params": {"label": "3", "guidance_low": 0.1}}, 400, "'guidance_high'"),
+        ({"run": "group/labelled", "params": {"label": "10"}}, 400, "field 'label': '10' is not one of"),
         ({"run": "digits", "extra": 1}, 400, "unknown request key 'extra'"),
         ({"run": "digits", "form": "restore", "params": {"task": "inpaint", "image": image}}, 400, "field 'mask'"),
         ({"run": "digits", "form": "restore", "params": {"task": "inpaint", "image": image,

@@ -1,7 +1,7 @@
 """The studio in a real headless Chromium (Debian's `chromium`, driven by Playwright for Python): open the
 page, generate and see progress then the images, drop an output PNG to get its settings back, paint a mask
-stroke and undo it, paint again and inpaint, reload and find both jobs in the history. Screenshots go to the test's folder; studio.png also to
-$UNNOISE_STUDIO_SCREENSHOTS when set (docs/studio.png is taken this way)."""
+stroke and undo it, paint again and inpaint, reload and find both jobs in the history. Screenshots go to the
+test's folder; studio.png also to $UNNOISE_STUDIO_SCREENSHOTS when set (docs/studio.png is taken this way)."""
 import os
 import shutil
 import socket

@@ -70,6 +70,11 @@ def sample_request(params: dict, seed: int, n: int = 1, callback=None):
                          batch_size=n)
 
 
+def check_generate(config, params, images) -> None:
+    """Submission-time checks of the settings that depend on each other (the guidance interval)."""
+    sample_request(params, params["seed"])
+
+
 def _planned_steps(ctx, request) -> int:
     return ctx.pipe.plan(request, ctx.pipe.guided(request)).steps
 
@@ -234,15 +239,16 @@ def _modality(name: str):
     return lambda config: config.spec.modality == name
 
 
-GENERATE_IMAGES = Form("generate", "Generate", generate_fields, generate_images)
+GENERATE_IMAGES = Form("generate", "Generate", generate_fields, generate_images, check=check_generate)
 RESTORE = Form("restore", "Restore", restore_fields, restore_images, check=check_restore)
 
 register_kind(Kind("text", _modality("tokens"), (Form("generate", "Generate", text_fields, generate_text, "text"),),
                    "text run: prompt, infill"))
-register_kind(Kind("points", _modality("points"), (Form("generate", "Generate", points_fields, generate_points),),
+register_kind(Kind("points", _modality("points"), (Form("generate", "Generate", points_fields, generate_points,
+                                                            check=check_generate),),
                    "2-D points: a scatter"))
 register_kind(Kind("audio", _modality("audio"), (Form("generate", "Generate", generate_fields, generate_audio,
-                                                      "audio"),), "audio: player and spectrogram"))
+                                                      "audio", check=check_generate),), "audio: player and spectrogram"))
 register_kind(Kind("image", _modality("image"), (GENERATE_IMAGES, RESTORE), "images: generate and restore"))
 register_kind(Kind("super-resolution", lambda config: config.spec.modality == "image" and bool(_sr_scale(config)),
                    (RESTORE,), "super-resolution: restore (upscale) only"))

@@ -63,13 +63,22 @@ def pipeline_bytes(pipe) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def _weights_version(path: Path) -> tuple:
+    """Identity of the run's live checkpoint folder (replaced atomically at every save)."""
+    try:
+        info = (Path(path) / "checkpoint").stat()
+    except OSError:
+        return ()
+    return info.st_ino, info.st_mtime_ns
+
+
 class PipelineCache:
     """Loaded pipelines (with their in-memory calibrations), evicted least recently used first when their
     parameters together pass `budget` bytes (the one just loaded always stays)."""
 
     def __init__(self, device, budget: int = 4 << 30):
         self.device, self.budget = device, budget
-        self.loaded: OrderedDict = OrderedDict()  # path -> (pipeline, bytes, weights hash)
+        self.loaded: OrderedDict = OrderedDict()  # (path, checkpoint version) -> (pipeline, bytes, weights hash)
         self.lock = threading.Lock()
 
     def get(self, path: Path):
@@ -77,7 +86,7 @@ class PipelineCache:
         from ..pipeline import Pipeline
         from ..sample.auto.cache import weights_sha256
 
-        key = str(path)
+        key = (str(path), _weights_version(path))  # a retrained run (new checkpoint) is loaded again
         with self.lock:
             if key in self.loaded:
                 self.loaded.move_to_end(key)
