@@ -7,7 +7,8 @@ through the generic trainer. Every --every steps the EMA model samples once from
 without any learned model:
   edges         F1 between the Canny edges of the sample and the control edges (1-pixel tolerance)
   sketch        F1 between the sketch of the sample and the control sketch (1-pixel tolerance)
-  segmentation  mean IoU between the sample's colour classes (read back from its pixels) and the control map
+  segmentation  mean IoU (pooled over the images, averaged over the classes) between the sample's colour
+                classes (read back from its pixels) and the control map
 Step 0 is the base model itself (the zero convolutions make the controlled model equal to it): the
 adherence a sample reaches by chance. The paper's users report that adherence stays near chance for a
 long time and then jumps; the JSON gives the curve and the first evaluated step at or above 0.5.
@@ -79,8 +80,8 @@ def held_out(kind: str, config, n: int):
 
 def adherence(kind: str, samples: torch.Tensor, dataset, controls: torch.Tensor) -> float:
     """The mean adherence of samples (n, 3, S, S) in [-1, 1] to their controls (n, C, S, S) (see the docstring)."""
-    from unnoise.control import canny, edge_f1, mean_iou, sketch
-    from unnoise.control.segmentation import analyzed_classes, dataset_classes, palette_of
+    from unnoise.control import canny, edge_f1, sketch
+    from unnoise.control.segmentation import analyzed_classes, dataset_classes, palette_of, pooled_mean_iou
 
     if kind == "edges":
         return float(edge_f1(canny(samples), controls).mean())
@@ -88,7 +89,7 @@ def adherence(kind: str, samples: torch.Tensor, dataset, controls: torch.Tensor)
         return float(edge_f1(sketch(samples), controls).mean())
     name = dataset.name
     target = dataset_classes(dataset.x, torch.arange(len(dataset.x)), dataset)
-    return float(mean_iou(analyzed_classes(samples, name), target, len(palette_of(name))).mean())
+    return pooled_mean_iou(analyzed_classes(samples, name), target, len(palette_of(name)))
 
 
 def sample(denoiser, config, cond, n: int) -> torch.Tensor:

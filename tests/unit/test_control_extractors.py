@@ -8,7 +8,7 @@ from unnoise.conditions import ControlCondition
 from unnoise.conditions.control import CONTROL_SLOTS
 from unnoise.control import canny, edge_f1, mean_iou, sketch
 from unnoise.control.images import fit_control
-from unnoise.control.segmentation import colour_map, palette_of, read_classes, shapes_classes
+from unnoise.control.segmentation import colour_map, palette_of, pooled_mean_iou, read_classes, shapes_classes
 from unnoise.data.landscapes import load_landscapes
 from unnoise.data.shapes import load_shapes
 from unnoise.errors import UnnoiseError
@@ -61,6 +61,12 @@ def test_mean_iou_counts():
     # class 0: 1/2, class 1: 1/3, class 2: 0/1
     assert mean_iou(found, target, 3).item() == pytest.approx((1 / 2 + 1 / 3 + 0) / 3)
     assert mean_iou(target, target, 3).item() == 1
+    # pooled over two images: class 0 intersects in 1 + 1 pixels of a union of 2 + 2, class 1 in 1 + 2 of 3 + 3;
+    # class 2 is only found, never a target, so it is left out of the average
+    found2, target2 = torch.tensor([[[1, 1, 0, 0]]]), torch.tensor([[[1, 1, 0, 1]]])
+    pooled = pooled_mean_iou(torch.cat([found, found2]), torch.cat([target, target2]), 3)
+    assert pooled == pytest.approx((2 / 4 + 3 / 6) / 2)
+    assert pooled_mean_iou(torch.cat([found, found2]), torch.cat([found, found2]), 3) == 1
 
 
 def test_segmentation_maps_round_trip_through_colours():

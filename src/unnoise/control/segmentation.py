@@ -81,3 +81,14 @@ def mean_iou(found: Tensor, target: Tensor, classes: int) -> Tensor:
     union = (found_hot | target_hot).sum(1).float()
     present = union > 0
     return torch.where(present, intersection / union.clamp_min(1), torch.zeros_like(union)).sum(1) / present.sum(1)
+
+
+def pooled_mean_iou(found: Tensor, target: Tensor, classes: int) -> float:
+    """Mean IoU over a set of (B, H, W) class maps, as segmentation benchmarks report it: intersections and
+    unions summed over every image per class, then averaged over the classes present in the targets."""
+    found_hot = torch.nn.functional.one_hot(found.long(), classes).flatten(0, 2).bool()  # (B H W, K)
+    target_hot = torch.nn.functional.one_hot(target.long(), classes).flatten(0, 2).bool()
+    intersection = (found_hot & target_hot).sum(0).float()
+    union = (found_hot | target_hot).sum(0).float()
+    present = target_hot.any(0)
+    return float((intersection[present] / union[present]).mean())
