@@ -36,6 +36,15 @@ def runs(tmp_path_factory):
                  "--set", "train.sample_every=0", "--set", "train.checkpoint_every=0", "--set", "data.options.n=16",
                  "--set", "model.network_options.base_channels=8", "--set", "model.network_options.groups=4",
                  "--set", "model.network_options.channel_mult=[1]"]) == 0
+    corpus = root / "corpus"  # a runs folder may hold other folders: they are not listed
+    corpus.mkdir()
+    for act in ("act1", "act2", "act3"):
+        (corpus / f"{act}.txt").write_text("To be or not that is the question whether tis nobler,\n" * 40)
+    text = {"data.name": "textfolder", "data.options.path": str(corpus), "data.options.context": "32",
+            "model.network_options.depth": "1", "model.network_options.width": "32", "model.network_options.heads": "2",
+            "train.batch_size": "8", "train.sample_every": "0", "sample.steps": "4"}
+    assert main(["train", "--preset", "shakespeare-mdlm", "--steps", "2", "--out", str(root / "mdlm"),
+                 *[a for k, v in text.items() for a in ("--set", f"{k}={v}")]]) == 0
     (root / "not-a-run").mkdir()
     (root / "secret.txt").write_text("outside every run")
     return root
@@ -84,8 +93,8 @@ def assert_error(response, status, *fragments):
 
 def test_runs_are_listed_with_their_kind_and_forms(client):
     runs = {r["name"]: r for r in client.get("/api/runs").json()["runs"]}
-    assert set(runs) == {"digits", "group/labelled", "toy", "tones"}  # not-a-run has no config.json
-    assert (runs["toy"]["kind"], runs["tones"]["kind"]) == ("points", "audio")
+    assert set(runs) == {"digits", "group/labelled", "toy", "tones", "mdlm"}  # not-a-run has no config.json
+    assert (runs["toy"]["kind"], runs["tones"]["kind"], runs["mdlm"]["kind"]) == ("points", "audio", "text")
     assert runs["digits"]["kind"] == "image" and runs["digits"]["forms"] == ["generate", "restore"]
     forms = client.get("/api/forms", params={"run": "group/labelled"}).json()["forms"]
     fields = {f["name"]: f for f in forms[0]["fields"]}
@@ -108,6 +117,19 @@ def test_audio_runs_give_wavs_with_spectrograms_and_point_runs_a_scatter(client,
     assert client.get("/api/forms", params={"run": "tones"}).json()["forms"][0]["viewer"] == "audio"
     scatter = outputs(client, points)
     assert len(scatter) == 1 and scatter[0].startswith(b"\x89PNG")
+
+
+def test_text_runs_give_the_pipelines_text_for_each_seed(client, studio, runs):
+    from unnoise.pipeline import Pipeline, SampleRequest
+
+    job_id = submit(client, "mdlm", seed=5, n=2, prompt="To be", length=16, nfe=4)
+    studio.queue.drain()
+    job = client.get(f"/api/jobs/{job_id}").json()
+    pipe = Pipeline.load(runs / "mdlm", "auto")
+    expected = [pipe.text.decode(pipe.sample(SampleRequest(n=1, seed=seed, prompt="To be", length=16, nfe=4)))[0]
+                for seed in (5, 6)]
+    assert [o["text"] for o in job["outputs"]] == expected and expected[0].startswith("To be")
+    assert client.get(f"/api/jobs/{job_id}/files/001.txt").text == expected[1]
 
 
 def test_a_kind_registered_later_serves_its_own_form(client, studio):
