@@ -57,6 +57,7 @@ class SampleRequest:
     infill: str | None = None  # text runs: the text to complete, e.g. "To be, or [MASK:8] to be"
     control: object = None  # ControlNet runs: an image (C, H, W) in [0, 1], or {"images": [...], "scales": [...]}
     atoms: int | None = None  # molecule runs: atoms per molecule (default: drawn from the training histogram)
+    property: str | dict | None = None  # property-conditional molecule runs: "alpha=80" or {"alpha": 80.0}
 
 
 @dataclass(frozen=True)
@@ -124,14 +125,16 @@ class Pipeline:
             run = self.run_dir or "RUN"
             raise UnnoiseError(f"{run} is an x{lowres.factor} super-resolution run and needs a low-resolution image: "
                                f"use `unnoise restore {run} --task sr --input IMG` (Pipeline.restore)")
-        values = {"label": request.label, "prompt": request.prompt, "control": request.control}
+        values = {"label": request.label, "prompt": request.prompt, "control": request.control,
+                  "property": request.property}
         return self.conditions.from_request(values, n, self.device)
 
     def guided(self, request: SampleRequest):
         """The denoiser sampled for this request: with classifier-free guidance for a guidable run (the
         null condition also stands in for a missing one, e.g. while `auto` calibrates)."""
         guidance = (request.guidance, request.guidance_interval, request.guidance_rescale)
-        named = any(value is not None for value in (request.label, request.prompt, request.cond, request.control))
+        named = any(value is not None for value in (request.label, request.prompt, request.cond, request.control,
+                                                    request.property))
         if not named and any(value is not None for value in guidance):
             raise UnnoiseError("guidance options need a condition: pass a class (--class) or a prompt (--prompt)")
         if not self.conditions.guidable:

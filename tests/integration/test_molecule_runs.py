@@ -43,7 +43,7 @@ def write_csv(path, count: int = 24, seed: int = 0):
             moved = positions @ q.T + rng.normal(size=3)
             elements = "[" + ",".join(f"'{s}'" for s in symbols) + "]"
             xyz = "[" + ",".join("[" + ",".join(f"{v:.6f}" for v in row) + "]" for row in moved) + "]"
-            writer.writerow([index + 1, smiles, len(symbols), elements, xyz, *[1.0] * len(PROPERTIES)])
+            writer.writerow([index + 1, smiles, len(symbols), elements, xyz, *(rng.normal(size=len(PROPERTIES)) + 2)])
     return path
 
 
@@ -180,3 +180,25 @@ def test_one_line_errors(run, data_file, tmp_path, user_error):
     user_error(["sample", str(run), "--out", str(tmp_path / "m.mol")], "m.mol", ".sdf")
     user_error(["eval", str(run), "--nll"], "--nll", "molecule runs")
     user_error(["eval", str(run), "--nll"], "--nll", "molecule runs")
+
+
+def test_property_conditional_run_samples_with_guidance(data_file, tmp_path, user_error, capsys):
+    """model.conditions [property] on data.options.properties=alpha: the statistics are recorded, the EGNN
+    takes the property part, `--property alpha=V --guidance 2` samples through classifier-free guidance
+    (its null branch sees the same atom mask), and bad property requests are one-line errors."""
+    out = tmp_path / "alpha"
+    assert main(["train", "--preset", "qm9", "--steps", "2", "--out", str(out), *tiny(data_file),
+                 "--set", "model.conditions=property", "--set", "data.options.properties=alpha"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    statistics = config["molecule"]["properties"]
+    assert statistics["names"] == ["alpha"] and statistics["mad"][0] > 0
+    assert config["model"]["network_options"]["properties"] == 1
+    for extra in (["--property", "alpha=2.5", "--guidance", "2"], []):
+        assert main(["sample", str(out), "--n", "2", "--steps", "2", "--out", str(tmp_path / "p.xyz"), *extra]) == 0
+    capsys.readouterr()  # the progress lines so far
+    user_error(["sample", str(out), "--property", "gap=1", "--out", str(tmp_path / "p.xyz")], "gap", "alpha")
+    user_error(["sample", str(out), "--property", "alpha", "--out", str(tmp_path / "p.xyz")], "NAME=NUMBER")
+    user_error(["train", "--preset", "qm9", "--steps", "1", "--out", str(tmp_path / "bad"), *tiny(data_file),
+                "--set", "data.options.properties=alpha"], "model.conditions")
+    user_error(["train", "--preset", "qm9", "--steps", "1", "--out", str(tmp_path / "bad"), *tiny(data_file),
+                "--set", "model.conditions=property", "--set", "data.options.properties=beta"], "beta")

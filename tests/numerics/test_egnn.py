@@ -157,3 +157,25 @@ def test_edge_messages_equal_phi_e_on_the_concatenated_pair():
     with torch.no_grad():
         expected = layer.phi_e(pair)
         assert_close(layer.edge_messages(h, d, a), expected, relative=EXACT)
+
+
+def test_property_context_keeps_equivariance_and_changes_the_output():
+    """An EGNN with properties=2 takes cond["property"] (B, 3) as invariant context: still E(3)-equivariant,
+    and a different property value changes the prediction."""
+    torch.manual_seed(1)
+    net = EGNN(EGNNConfig(num_features=F, hidden=16, depth=2, emb_dim=8, properties=2)).double()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.normal_(0.0, 0.4)
+    x, mask = molecules()
+    t = torch.tensor([3.0, 250.0, 900.0], dtype=torch.float64)
+    part = torch.tensor([[0.5, -1.0, 1.0], [2.0, 0.3, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    q, zero = random_orthogonal(4, reflect=True), torch.zeros(3, dtype=torch.float64)
+    with torch.no_grad():
+        out = net(x, t, {"atom_mask": mask, "property": part})
+        moved = net(transform(x, mask, q, zero), t, {"atom_mask": mask, "property": part})
+        other = net(x, t, {"atom_mask": mask, "property": part.flip(0)})
+    assert_close(moved, transform(out, mask, q, zero))
+    assert float((other - out).norm()) > 1e-3 * float(out.norm())
+    with pytest.raises(ValueError, match="property"):
+        net(x, t, {"atom_mask": mask})

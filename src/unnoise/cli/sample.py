@@ -47,6 +47,8 @@ def add_parser(sub) -> None:
                    help="scale of each --control (one for all, or one per image; default 1)")
     p.add_argument("--atoms", type=int, help="molecule runs: atoms per molecule (default: drawn from the training "
                                              "histogram of atom counts)")
+    p.add_argument("--property", help="property-conditional molecule runs: NAME=VALUE[,NAME=VALUE], e.g. alpha=80 "
+                                      "(units of data/qm9.py PROPERTIES; guided by --guidance)")
     p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1: none; default: the run's)")
     p.add_argument("--guidance-interval", type=float, nargs=2, metavar=("SIGMA_LO", "SIGMA_HI"),
                    help="guide only where SIGMA_LO < sigma <= SIGMA_HI")
@@ -82,7 +84,7 @@ def request_from_args(args, **extra):
                          grid=args.grid, options=options, label=args.class_label, prompt=args.prompt,
                          guidance=args.guidance, guidance_interval=interval, guidance_rescale=args.guidance_rescale,
                          length=args.length, infill=args.infill, control=control_from_args(args),
-                         atoms=getattr(args, "atoms", None), **extra)
+                         atoms=getattr(args, "atoms", None), property=getattr(args, "property", None), **extra)
 
 
 def control_from_args(args):

@@ -15,13 +15,14 @@ from .caption import CaptionCondition
 from .control import ControlCondition
 from .label import LabelCondition
 from .lowres import LowResCondition
+from .properties import PropertyCondition
 
-ORDER = ("label", "caption", "lowres", "control")  # canonical order: dropout draws happen in this order
+ORDER = ("label", "caption", "lowres", "control", "property")  # canonical order: dropout draws happen in this order
 NETWORKS_FOR = {"caption": ("unet",), "lowres": ("unet",), "control": ("unet",)}  # conditions only some networks take
 LEGACY_NAMES = {"label": "class_conditional", "caption": "text_conditional", "lowres": "super_resolution",
                 "control": "conditions (control)"}
 DESCRIPTIONS = {"label": "class-conditional", "caption": "text-conditional", "lowres": "a super-resolution run",
-                "control": "a ControlNet run"}
+                "control": "a ControlNet run", "property": "property-conditional (molecules)"}
 
 __all__ = ["Condition", "Conditions", "LabelCondition", "CaptionCondition", "LowResCondition", "ControlCondition",
            "conditions_for",
@@ -99,9 +100,9 @@ class Conditions:
         for key in values:
             if key not in keys:
                 name = next((c for c, k in (("label", "label"), ("caption", "prompt"), ("lowres", "lowres"),
-                                            ("control", "control")) if k == key), None)
+                                            ("control", "control"), ("property", "property")) if k == key), None)
                 if name is None:
-                    raise UnnoiseError(f"unknown condition {key!r}; valid: label, prompt, lowres, control")
+                    raise UnnoiseError(f"unknown condition {key!r}; valid: label, prompt, lowres, control, property")
                 raise UnnoiseError(f"{key}: this run is not {DESCRIPTIONS[name]} (its conditions: "
                                    f"{', '.join(self.names) or 'none'})")
         missing = [c.request_key for c in self.parts if not c.droppable and c.request_key not in values]
@@ -161,6 +162,8 @@ def conditions_for(config, dataset=None) -> Conditions:
             parts.append(LowResCondition(m.lowres_factor, config.data_shape))
         elif name == "control":
             parts.append(ControlCondition(m.control_kind, config.data_shape, dataset))
+        elif name == "property":  # molecules: statistics recorded in config.molecule (run/molecules.py)
+            parts.append(PropertyCondition((config.molecule or {}).get("properties", {}), dataset))
         else:
             raise UnnoiseError(f"model.conditions: unknown {name!r}; valid: {', '.join(ORDER)}")
     return Conditions(parts)

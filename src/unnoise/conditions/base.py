@@ -108,7 +108,7 @@ def named_condition(cond) -> dict:
         return {"text": cond}
     if "image" in cond:
         return {"lowres": cond["image"]}
-    unknown = sorted(set(cond) - {"label", "text", "lowres", "control"})
+    unknown = sorted(set(cond) - {"label", "text", "lowres", "control", "property"})
     if unknown:
-        raise ValueError(f"unknown condition part {unknown[0]!r}; valid: label, text, lowres, control")
+        raise ValueError(f"unknown condition part {unknown[0]!r}; valid: label, text, lowres, control, property")
     return cond

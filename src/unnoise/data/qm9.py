@@ -156,10 +156,16 @@ def _flag(value, field: str) -> bool:
 
 
 def load_qm9(split: str = "train", hydrogens: bool = True, charges: bool = True, limit: int = 0,
-             file: str = "") -> ArrayDataset:
+             file: str = "", properties: str = "") -> ArrayDataset:
     """QM9's `split` (train, valid, test) with or without hydrogens; `limit` > 0 keeps the first molecules
     (in row order). `file`: a CSV in qm9pack's layout (e.g. a subset) instead of the installed qm9pack,
-    split in the same proportions with the same seed."""
+    split in the same proportions with the same seed. `properties`: comma-separated names of PROPERTIES a
+    property-conditional run conditions on (recorded as `condition_properties`)."""
+    names = [name.strip() for name in str(properties or "").split(",") if name.strip()]
+    unknown = [name for name in names if name not in PROPERTIES]
+    if unknown or len(set(names)) != len(names):
+        problem = f"unknown {unknown[0]!r}" if unknown else "a repeated name"
+        raise UnnoiseError(f"qm9 properties={properties!r}: {problem}; valid: {', '.join(PROPERTIES)}")
     split = choice(split, "qm9 split", tuple(SPLIT_SIZES))
     hydrogens, charges = _flag(hydrogens, "qm9 hydrogens"), _flag(charges, "qm9 charges")
     limit = 0 if limit in (0, "0") else positive_int(limit, "qm9 limit")
@@ -167,4 +173,6 @@ def load_qm9(split: str = "train", hydrogens: bool = True, charges: bool = True,
     if not records:
         raise UnnoiseError(f"qm9 {split} split of {file or 'qm9pack'} is empty; give more molecules")
     suffix = "" if hydrogens else "-noh"
-    return molecules_dataset(records, hydrogens, charges, name=f"qm9{suffix}[{split}]")
+    dataset = molecules_dataset(records, hydrogens, charges, name=f"qm9{suffix}[{split}]")
+    dataset.condition_properties = names
+    return dataset

@@ -40,12 +40,14 @@ class EGNNConfig:
     depth: int = 4
     emb_dim: int = 32
     attention: bool = True
+    properties: int = 0  # P > 0: cond["property"] (B, P + 1) joins every atom's features (conditions/properties.py)
 
     def __post_init__(self) -> None:
         require(self.num_features >= 1, f"num_features must be >= 1, got {self.num_features}")
         require(self.hidden >= 1, f"hidden must be >= 1, got {self.hidden}")
         require(self.depth >= 1, f"depth must be >= 1, got {self.depth}")
         require(self.emb_dim >= 2, f"emb_dim must be >= 2, got {self.emb_dim}")
+        require(self.properties >= 0, f"properties must be >= 0, got {self.properties}")
 
 
 def _mlp(inputs: int, hidden: int, outputs: int, last_activation: bool = False) -> nn.Sequential:
@@ -98,7 +100,8 @@ class EGNN(nn.Module):
         super().__init__()
         self.config = c = config
         self.time_embed = nn.Sequential(SinusoidalEmbedding(c.emb_dim), nn.Linear(c.emb_dim, c.emb_dim), nn.SiLU())
-        self.embed = nn.Linear(c.num_features + c.emb_dim, c.hidden)
+        context = c.properties + 1 if c.properties else 0  # normalised values + presence flag
+        self.embed = nn.Linear(c.num_features + c.emb_dim + context, c.hidden)
         self.layers = nn.ModuleList(EquivariantLayer(c.hidden, c.attention) for _ in range(c.depth))
         self.out = nn.Linear(c.hidden, c.num_features)
         nn.init.zeros_(self.out.weight)
@@ -113,6 +116,8 @@ class EGNN(nn.Module):
         edges = edges * (1 - torch.eye(x.shape[1], dtype=x.dtype, device=x.device)).unsqueeze(-1)
         x0 = remove_centre_of_mass(x[..., :POSITION_DIMS], mask)  # the network sees centred, masked positions
         emb = self.time_embed(t.reshape(-1)).to(x.dtype)  # (B, E)
+        if self.config.properties:  # invariant context: the properties join the time embedding
+            emb = torch.cat([emb, self.property_part(cond, x)], dim=-1)  # (B, E + P + 1)
         h = self.embed(torch.cat([x[..., POSITION_DIMS:] * node, emb.unsqueeze(1).expand(-1, x.shape[1], -1)], -1))
         h = h * node
         a = ((x0.unsqueeze(2) - x0.unsqueeze(1)) ** 2).sum(dim=-1, keepdim=True)  # (B, N, N, 1)
@@ -121,3 +126,13 @@ class EGNN(nn.Module):
             h, positions = layer(h, positions, a, edges, node)
         eps_positions = remove_centre_of_mass(positions - x0, mask)
         return torch.cat([eps_positions, self.out(h) * node], dim=-1)
+
+    def property_part(self, cond, x: Tensor) -> Tensor:
+        """cond["property"] (B, P + 1) checked against the configured P."""
+        part = cond.get("property") if isinstance(cond, dict) else None
+        expected = (x.shape[0], self.config.properties + 1)
+        if part is None or tuple(part.shape) != expected:
+            got = "none" if part is None else tuple(part.shape)
+            raise ValueError(f"EGNN with properties={self.config.properties} needs cond['property'] of shape "
+                             f"{expected}, got {got}")
+        return part.to(x.dtype)

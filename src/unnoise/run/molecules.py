@@ -10,6 +10,7 @@ from ZeroCoMNoise with that mask; padding rows of the samples are exactly zero.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Sequence
 
@@ -42,9 +43,11 @@ def check_molecule_config(config, modality: str) -> None:
     if m.network not in MOLECULE_NETWORKS:
         raise UnnoiseError(f"model.network={m.network}: molecule data ({config.data.name}) needs a molecule "
                            f"network: {', '.join(MOLECULE_NETWORKS)} (e.g. --preset qm9)")
-    if m.conditions:
-        raise UnnoiseError(f"model.conditions: a molecule run takes none yet (property conditioning is not "
-                           f"built), got {', '.join(m.conditions)}")
+    other = [name for name in m.conditions if name != "property"]
+    if other:
+        raise UnnoiseError(f"model.conditions: a molecule run takes only property, got {other[0]}")
+    if "property" in m.conditions and m.network != "egnn":
+        raise UnnoiseError(f"model.conditions: property needs model.network=egnn, got {m.network}")
     if m.learned_variance:
         raise UnnoiseError("model.learned_variance: not for molecule runs")
     if m.codec:
@@ -70,8 +73,33 @@ def resolve_molecule_config(config, dataset):
     saved = config.molecule.get("types") if config.molecule else None
     if saved is not None and list(saved) != molecule["types"]:
         raise UnnoiseError(f"data {config.data.name!r}: atom types {molecule['types']} differ from the run's {saved}")
+    properties = property_fields(config, dataset)
+    if properties:
+        molecule["properties"] = properties
+        options["properties"] = len(properties["names"])
     model = dataclasses.replace(config.model, network_options=options)
     return dataclasses.replace(config, model=model, molecule=molecule)
+
+
+def property_fields(config, dataset) -> dict:
+    """The conditioning properties' names and training statistics (kept from the saved run on resume), or
+    {} for an unconditional run; one-line errors when the condition and data.options.properties disagree."""
+    from ..conditions.properties import property_statistics
+
+    names = list(getattr(dataset, "condition_properties", []) or [])
+    if "property" not in config.model.conditions:
+        if names:
+            raise UnnoiseError(f"data.options.properties={','.join(names)} needs model.conditions: [property]")
+        return {}
+    if not names:
+        raise UnnoiseError("model.conditions: property needs data.options.properties (e.g. alpha or alpha,gap)")
+    saved = (config.molecule or {}).get("properties")
+    if saved:
+        if list(saved["names"]) != names:
+            raise UnnoiseError(f"data.options.properties={','.join(names)} differs from the run's "
+                               f"{','.join(saved['names'])}")
+        return dict(saved)
+    return property_statistics(dataset.properties, names)
 
 
 def atom_features_of(config) -> AtomFeatures:
@@ -128,8 +156,22 @@ def molecule_generator(config, request):
         noise = ZeroCoMNoise(seeds, mask, device)
         x = noise.initial(shape, float(sigmas[0]), dtype=dtype)
         mask = mask.to(x.device)
+        denoiser = with_masked_null(denoiser, mask)
         x = fn(denoiser, x, sigmas, cond={**(cond or {}), ATOM_MASK: mask}, noise=noise, callback=callback)
         return project(x, mask)
 
     return generate_molecules
 
+
+
+def with_masked_null(denoiser, mask: torch.Tensor):
+    """A guided denoiser (guide.Guided, classifier-free guidance) whose null condition also carries the
+    atom mask of this batch, so the unconditional branch sees the same atoms; other denoisers unchanged."""
+    from ..guide import Guided, null_like
+
+    if not isinstance(denoiser, Guided):
+        return denoiser
+    null = denoiser.null
+    masked = copy.copy(denoiser)
+    masked.null = lambda n: {**null_like(null, n, mask.device), ATOM_MASK: mask}
+    return masked
