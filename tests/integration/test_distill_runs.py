@@ -59,9 +59,10 @@ def test_student_resumes_bit_for_bit_with_its_schedule(teacher, tmp_path, method
         assert recipe["curriculum_steps"] == 6 and recipe["target_ema"] == 0.95 and recipe["huber_c"] > 0
 
 
-def test_consistency_student_samples_in_one_and_two_steps(teacher, tmp_path):
+@pytest.mark.parametrize("method", ["consistency", "consistency-training"])
+def test_consistency_student_samples_in_one_and_two_steps(teacher, tmp_path, method):
     run = tmp_path / "cd"
-    train_run(student_config(teacher, "consistency", steps=1, train=dict(TINY, steps=2)), run)
+    train_run(student_config(teacher, method, steps=1, train=dict(TINY, steps=2)), run)
     pipe = Pipeline.load(run, device="auto")
     assert isinstance(pipe.denoiser, ConsistencyDenoiser) and pipe.config.sample.sampler == "consistency"
     one = pipe.sample(SampleRequest(n=5, seed=3, nfe=1))

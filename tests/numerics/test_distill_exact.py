@@ -240,3 +240,30 @@ def test_an_exact_four_step_student_beats_every_training_free_sampler_at_four_ca
     free = {name: error(run_budget(name, teacher, x.clone(), nfe=4, process=make_process("edm")))
             for name in DETERMINISTIC if name not in ("auto", "progressive")}
     assert student_error < min(free.values()), (student_error, free)
+
+
+def test_a_guided_teacher_is_what_the_student_learns(assert_close_eps):
+    """model.distill.guidance w: the target is two DDIM steps of the classifier-free-guided exact teacher."""
+    from unnoise.conditions import Conditions
+    from unnoise.conditions.label import LabelCondition
+    from unnoise.exact import GaussianMixture, LabelledMixture
+    from unnoise.guide import cfg
+    from unnoise.run.distill import guided_teacher
+
+    class ByName(LabelledMixture):  # the exact class-conditional denoiser reading the named condition
+        def __call__(self, x, sigma, cond=None):
+            return super().__call__(x, sigma, None if cond is None else cond["label"])
+
+    means = torch.tensor([[1.5, 0.0], [-1.0, 1.0]], dtype=torch.float64)
+    teacher = ByName(GaussianMixture(means, 0.1 * torch.eye(2, dtype=torch.float64).expand(2, 2, 2)))
+    conditions = Conditions([LabelCondition(2)])
+    x = 3.0 * torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    cond = {"label": torch.arange(16) % 2}
+    grid = torch.tensor([3.0, 0.7, 0.1], dtype=torch.float64)
+    target = progressive_target(guided_teacher(teacher, conditions, 3.0), x, *levels(16, 3.0, 0.7, 0.1), cond)
+    expected = ddim(cfg(teacher, 3.0, conditions.null), x, grid, cond=cond)
+    assert_close_eps(ddim_step(x, target, *levels(16, 3.0, 0.1)), expected, ulps=16, scale=3.0)
+    unguided = progressive_target(teacher, x, *levels(16, 3.0, 0.7, 0.1), cond)
+    assert float((unguided - target).abs().max()) > 0.1
+    with pytest.raises(UnnoiseError, match="model.distill.guidance=3.0: the teacher has no condition to guide"):
+        guided_teacher(teacher, Conditions([]), 3.0)

@@ -163,7 +163,10 @@ class ProgressiveObjective:
 
 
 def _to_device(module, device) -> None:
-    """Move a frozen teacher (an nn.Module) to the training device once."""
+    """Move a frozen teacher (an nn.Module, or a denoiser transform such as guidance around one) to the
+    training device once."""
+    while module is not None and not hasattr(module, "to"):
+        module = getattr(module, "D", None)  # guide.DenoiserTransform keeps the wrapped denoiser as D
     parameters = getattr(module, "parameters", None)
     first = next(iter(parameters()), None) if callable(parameters) else None
     if first is not None and first.device != device:

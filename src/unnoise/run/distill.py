@@ -5,6 +5,8 @@ A student is an ordinary run whose config records, in model.distill, how it is t
     consistency            {method, teacher, sigma_min, sigma_max, rho, discretization_start/end, target_ema,
                             index_density, weighting, p_mean, p_std, huber_c, curriculum_steps}
     consistency-training   the same without a teacher (objectives/consistency.py)
+and, with a teacher, `guidance`: the teacher's classifier-free guidance scale baked into what the student
+learns (default 1: none; the student then samples with sample.guidance 1).
 `resolve_distill_config` fills in every default once, when the run starts, so the saved config holds the
 whole step schedule (the progressive grids, the consistency curriculum's K) and a resumed run reads it
 back instead of recomputing it from settings that may have changed. Progressive distillation runs in
@@ -29,10 +31,10 @@ from ..sample.consistency import CONSISTENCY_METHODS
 from .config import RunConfig, config_from_dict, config_to_dict
 
 METHODS = ("progressive", *CONSISTENCY_METHODS)
-PROGRESSIVE_KEYS = ("method", "teacher", "steps", "weighting", "sigmas", "teacher_sigmas")
+PROGRESSIVE_KEYS = ("method", "teacher", "steps", "weighting", "sigmas", "teacher_sigmas", "guidance")
 CONSISTENCY_KEYS = ("method", "teacher", "sigma_min", "sigma_max", "rho", "discretization_start",
                     "discretization_end", "target_ema", "index_density", "weighting", "p_mean", "p_std", "huber_c",
-                    "curriculum_steps")
+                    "curriculum_steps", "guidance")
 # (discretization intervals start, end, target EMA mu): distillation at N = 18 with mu = 0.95 (Song et al.
 # 2023); training with the improved curriculum 10 -> 1280 and no target EMA (Song & Dhariwal 2023)
 CONSISTENCY_DEFAULTS = {"consistency": (17, 17, 0.95), "consistency-training": (10, 1280, 0.0)}
@@ -53,6 +55,10 @@ def check_recipe(recipe: dict) -> None:
         raise _bad(unknown[0], recipe[unknown[0]], f"not a {method} setting; valid: {', '.join(valid)}")
     if method != "consistency-training" and not isinstance(recipe.get("teacher"), str):
         raise _bad("teacher", recipe.get("teacher"), f"{method} needs the teacher run's directory")
+    if "guidance" in recipe and not (_number(recipe["guidance"]) and recipe["guidance"] >= 0):
+        raise _bad("guidance", recipe["guidance"], "the teacher's classifier-free guidance scale, a number >= 0")
+    if recipe.get("guidance", 1.0) != 1.0 and method == "consistency-training":
+        raise _bad("guidance", recipe["guidance"], "consistency training has no teacher to guide")
     if method == "progressive":
         steps = recipe.get("steps")
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
@@ -145,11 +151,25 @@ def distill_objective(config: RunConfig, denoiser, conditions):
     recipe = config.model.distill
     method, dropout = recipe["method"], config.train.cond_dropout
     teacher = None if method == "consistency-training" else load_teacher(recipe["teacher"])
+    teacher = guided_teacher(teacher, conditions, recipe.get("guidance", 1.0))
     if method == "progressive":
         return ProgressiveObjective(denoiser, teacher, conditions, torch.tensor(recipe["sigmas"], dtype=torch.float64),
                                     torch.tensor(recipe["teacher_sigmas"], dtype=torch.float64),
                                     weighting=recipe["weighting"], cond_dropout=dropout)
     return ConsistencyObjective(denoiser, teacher, conditions, recipe, recipe["curriculum_steps"], cond_dropout=dropout)
+
+
+def guided_teacher(teacher, conditions, scale: float):
+    """The teacher with classifier-free guidance at `scale` baked in (the student learns the guided output
+    and samples unguided), or the teacher itself at scale 1."""
+    if teacher is None or scale == 1.0:
+        return teacher
+    if not conditions.guidable:
+        raise _bad("guidance", scale, "the teacher has no condition to guide (a conditional run trained with "
+                                      "condition dropout)")
+    from ..guide import cfg
+
+    return cfg(teacher, scale, conditions.null)
 
 
 def student_config(teacher_dir: Path, method: str, *, steps: int = 1, train: dict | None = None,
@@ -170,4 +190,6 @@ def student_config(teacher_dir: Path, method: str, *, steps: int = 1, train: dic
     d["train"].update(train or {})
     d["sample"].update(sampler="progressive" if method == "progressive" else "consistency", steps=steps,
                        grid="nested")
+    if distill.get("guidance", 1.0) != 1.0:
+        d["sample"]["guidance"] = 1.0  # the guided output is the student's own: no guidance on top
     return config_from_dict(d, where="student config")
