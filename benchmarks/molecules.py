@@ -7,6 +7,7 @@ against the run's training molecules), with molecule stability's learning curve.
     python benchmarks/molecules.py --json                  # 60 minutes training per variant, 1,000 samples
     python benchmarks/molecules.py --quick --json          # 2,000 training molecules, ~2 minutes per variant
     ... --plot curves.png                                  # also the learning curves as a PNG
+    ... --properties alpha,gap                             # also the property-conditioning protocol
     python benchmarks/molecules.py --full --json           # a GPU: 10,000 samples, the reference's network
                                                            # size (256 x 9), 8 hours per variant
 
@@ -20,7 +21,13 @@ Prints one JSON object:
   {"config", "variants": {"noh"|"h"|"noh-baseline"|"h-baseline": {"preset", "network", "parameters", "train_steps", "train_seconds",
       "metrics": {"atom_stability", "molecule_stability", "validity", "uniqueness", "novelty", ...},
       "curve": [{"step", "atom_stability", "molecule_stability", "validity"}, ...], "sample_seconds"}},
+   "properties": {"alpha"|...: {"mae", "reference": {"naive", "atoms", "data"}, "train_steps", ...}},
    "targets", "wall_seconds"}
+
+Property conditioning (--properties, eval/molecule_properties.py): the property-conditional model trains on
+the first half of the training split, an EGNN property predictor on the second; molecules are generated for
+(atom count, value) pairs drawn from the first half, and the MAE between requested and predicted values is
+compared with the naive (shuffled values), #atoms (value from the atom count) and data references.
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from unnoise.eval.molecules import evaluate_molecule_run
 from unnoise.run.build import build_denoiser
 from unnoise.run.config import apply_overrides, config_from_dict
@@ -40,14 +49,18 @@ from unnoise.run.threads import apply_threads
 from unnoise.run.training import train_run
 
 STANDARD = dict(minutes=60.0, limit=0, hidden=64, depth=4, calibration=20, warmup=100, samples=1000,
-                curve=4, curve_samples=200, sampler="heun", sample_steps=50)
+                curve=4, curve_samples=200, sampler="heun", sample_steps=50, property_variant="h",
+                predictor_steps=3000, property_samples=1000, guidance=1.0)
 QUICK = dict(minutes=1.5, limit=2000, hidden=32, depth=3, calibration=10, warmup=20, samples=64,
-             curve=2, curve_samples=32, sampler="heun", sample_steps=25)
+             curve=2, curve_samples=32, sampler="heun", sample_steps=25, property_variant="noh",
+             predictor_steps=200, property_samples=64, guidance=1.0)
 FULL = dict(minutes=480.0, limit=0, hidden=256, depth=9, calibration=20, warmup=100, samples=10000,
-            curve=8, curve_samples=1000, sampler="heun", sample_steps=100)
+            curve=8, curve_samples=1000, sampler="heun", sample_steps=100, property_variant="h",
+            predictor_steps=20000, property_samples=10000, guidance=1.0)
 VARIANTS = {"noh": "qm9-noh", "h": "qm9", "noh-baseline": "qm9-noh", "h-baseline": "qm9"}
 TARGETS = {"noh": {"validity": 0.9, "uniqueness": 0.9}, "h": {"atom_stability": 0.95},
-           "baseline": "each equivariant variant beats its -baseline on every metric"}
+           "baseline": "each equivariant variant beats its -baseline on every metric",
+           "property": "mae below the #atoms reference"}
 HEADS = 4
 
 
@@ -75,9 +88,10 @@ def network_sets(name: str, cfg: dict) -> list[str]:
     return ["model.network=atom_transformer", f"model.network_options={json.dumps(options)}"]
 
 
-def run_config(name: str, cfg: dict, steps: int, threads: int):
-    """The variant's preset resized by `cfg`: the benchmark's only changes to the shipped presets."""
-    sets = [*network_sets(name, cfg), f"train.steps={steps}", f"train.warmup_steps={cfg['warmup']}",
+def run_config(name: str, cfg: dict, steps: int, threads: int, extra: tuple = ()):
+    """The variant's preset resized by `cfg` (and `extra` overrides): the benchmark's only changes to the
+    shipped presets."""
+    sets = [*network_sets(name, cfg), *extra, f"train.steps={steps}", f"train.warmup_steps={cfg['warmup']}",
             f"train.threads={threads}", "train.sample_every=0", "train.checkpoint_every=0",
             "train.log_every=1000000", f"sample.sampler={cfg['sampler']}", f"sample.steps={cfg['sample_steps']}"]
     if cfg["limit"]:
@@ -94,30 +108,75 @@ def point(step: int, metrics: dict) -> dict:
     return {"step": step, **{k: metrics[k] for k in ("atom_stability", "molecule_stability", "validity")}}
 
 
+def budgeted_marks(name: str, cfg: dict, threads: int, run_dir: Path, extra: tuple = (), curve: int = 1):
+    """Train `calibration` steps, then yield (step, summary, seconds) at `curve` evenly spaced marks up to
+    the steps that fit in cfg["minutes"] (resuming the run); the first item carries the seconds per step."""
+    summary = train_run(run_config(name, cfg, cfg["calibration"], threads, extra), run_dir, preview=False)
+    per_step = summary["seconds"] / cfg["calibration"]  # the trainer's own clock: data loading left out
+    total = max(cfg["calibration"] + 1, int(cfg["minutes"] * 60 / per_step))
+    marks = sorted({max(cfg["calibration"] + 1, round(total * k / curve)) for k in range(1, curve + 1)})
+    for mark in marks:
+        begin = time.perf_counter()
+        summary = train_run(run_config(name, cfg, mark, threads, extra), run_dir, resume=True, preview=False)
+        yield mark, summary, time.perf_counter() - begin, per_step, mark == marks[-1]
+
+
 def train_variant(name: str, cfg: dict, threads: int, root: Path) -> dict:
     """Calibrate, train to the budget with the learning curve, evaluate the last point."""
     run_dir = root / name
-    config = run_config(name, cfg, cfg["calibration"], threads)
-    started = time.perf_counter()
-    summary = train_run(config, run_dir, preview=False)
-    per_step = summary["seconds"] / cfg["calibration"]  # the trainer's own clock: data loading left out
-    total = max(cfg["calibration"] + 1, int(cfg["minutes"] * 60 / per_step))
-    marks = sorted({max(cfg["calibration"] + 1, round(total * k / cfg["curve"])) for k in range(1, cfg["curve"] + 1)})
-    curve, train_seconds = [], time.perf_counter() - started
-    for mark in marks:
-        begin = time.perf_counter()
-        summary = train_run(run_config(name, cfg, mark, threads), run_dir, resume=True, preview=False)
-        train_seconds += time.perf_counter() - begin
-        if mark != marks[-1]:
+    curve, train_seconds = [], 0.0
+    for mark, summary, seconds, per_step, last in budgeted_marks(name, cfg, threads, run_dir, curve=cfg["curve"]):
+        train_seconds += seconds
+        if not last:
             curve.append(point(mark, evaluate(run_dir, cfg["curve_samples"])))
     begin = time.perf_counter()
     metrics = evaluate(run_dir, cfg["samples"])
-    curve.append(point(marks[-1], metrics))
+    curve.append(point(mark, metrics))
     config = read_run_config(run_dir)
     return {"preset": VARIANTS[name], "network": config.model.network,
             "parameters": sum(p.numel() for p in build_denoiser(config).net.parameters()), "train_steps": summary["steps"],
             "train_seconds": round(train_seconds, 1), "seconds_per_step": round(per_step, 3),
             "sample_seconds": round(time.perf_counter() - begin, 1), "metrics": metrics, "curve": curve}
+
+
+def property_protocol(prop: str, cfg: dict, threads: int, root: Path) -> dict:
+    """EDM's property-conditioning protocol (eval/molecule_properties.py): a property-conditional model on the
+    first half of the training split, a predictor on the second; MAE of requested vs predicted values on
+    cfg["property_samples"] molecules whose (atom count, value) pairs are drawn from the first half, against
+    the naive, #atoms and data reference points."""
+    from unnoise.data import load_dataset
+    from unnoise.eval.molecule_properties import predict, reference_maes, train_predictor
+    from unnoise.pipeline import Pipeline, SampleRequest
+
+    variant, run_dir = cfg["property_variant"], root / f"property-{prop}"
+    extra = ("model.conditions=property", f"data.options.properties={prop}", "data.options.half=first")
+    for mark, summary, _, per_step, _ in budgeted_marks(variant, cfg, threads, run_dir, extra):
+        pass
+    options = dict(read_run_config(run_dir).data.options)
+    first = load_dataset("qm9", **options)
+    second = load_dataset("qm9", **{**options, "half": "second", "properties": ""})
+    started = time.perf_counter()
+    predictor = train_predictor(second, prop, steps=cfg["predictor_steps"], hidden=cfg["hidden"], depth=cfg["depth"])
+    predictor_seconds = time.perf_counter() - started
+    pipe = Pipeline.load(run_dir, device="auto")
+    pick = torch.randperm(len(first), generator=torch.Generator().manual_seed(0))[: cfg["property_samples"]]
+    counts, values = first.atom_mask[pick].sum(1), first.properties[prop][pick].float()
+    part = pipe.conditions.get("property").encode(values.unsqueeze(1))
+    requested, generated, seed = [], [], 0
+    for n in counts.unique().tolist():  # one batch per atom count: the pairs keep p(N, value) of the data
+        rows = (counts == n).nonzero().flatten()
+        request = SampleRequest(n=len(rows), seed=seed, atoms=int(n), cond={"property": part[rows]},
+                                guidance=cfg["guidance"])
+        seed += len(rows)
+        generated.append(pipe.sample(request))
+        requested.append(values[rows])
+    x = torch.cat(generated)
+    predicted = predict(predictor, x, (x != 0).any(dim=-1))
+    mae = float((predicted - torch.cat(requested)).abs().mean())
+    return {"property": prop, "preset": VARIANTS[variant], "train_steps": summary["steps"],
+            "seconds_per_step": round(per_step, 3), "predictor_steps": predictor["steps"],
+            "predictor_seconds": round(predictor_seconds, 1), "samples": len(x), "guidance": cfg["guidance"],
+            "mae": mae, "reference": reference_maes(predictor, first, prop, second)}
 
 
 COLOURS = {"noh": (31, 70, 140), "noh-baseline": (120, 160, 220), "h": (170, 40, 40), "h-baseline": (230, 150, 150)}
@@ -154,6 +213,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--variants", default="noh,noh-baseline,h,h-baseline",
                         help="comma-separated: noh (heavy atoms), h (with H), each also as NAME-baseline (a "
                              "non-equivariant transformer on raw coordinates of equal size, same loop)")
+    parser.add_argument("--properties", default="",
+                        help="comma-separated QM9 properties (e.g. alpha,gap) for the property-conditioning "
+                             "protocol (MAE vs the naive and #atoms references); empty: skip it")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: the free cores)")
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temporary folder)")
     parser.add_argument("--plot", type=Path, help="also draw the learning curves to this PNG")
@@ -161,18 +223,19 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL if args.full else STANDARD)
     cfg.update({k: v for k, v in (("minutes", args.minutes), ("samples", args.samples)) if v is not None})
-    unknown = [name for name in args.variants.split(",") if name not in VARIANTS]
+    unknown = [name for name in args.variants.split(",") if name and name not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {unknown[0]!r}; valid: {', '.join(VARIANTS)}")
     threads = apply_threads(args.threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         root = args.out or Path(scratch)
-        variants = {name: train_variant(name, cfg, threads, root) for name in args.variants.split(",")}
-        if args.plot is not None:
+        variants = {name: train_variant(name, cfg, threads, root) for name in args.variants.split(",") if name}
+        if args.plot is not None and variants:
             plot_curves(variants, args.plot)
+        properties = {prop: property_protocol(prop, cfg, threads, root) for prop in args.properties.split(",") if prop}
     result = {"config": {**cfg, "threads": threads, "mode": "quick" if args.quick else "full" if args.full
-                         else "standard"}, "variants": variants, "targets": TARGETS,
+                         else "standard"}, "variants": variants, "properties": properties, "targets": TARGETS,
               "wall_seconds": round(time.perf_counter() - started, 1)}
     print(json.dumps(result, indent=None if args.json else 2))
     return result

@@ -156,11 +156,13 @@ def _flag(value, field: str) -> bool:
 
 
 def load_qm9(split: str = "train", hydrogens: bool = True, charges: bool = True, limit: int = 0,
-             file: str = "", properties: str = "") -> ArrayDataset:
+             file: str = "", properties: str = "", half: str = "") -> ArrayDataset:
     """QM9's `split` (train, valid, test) with or without hydrogens; `limit` > 0 keeps the first molecules
     (in row order). `file`: a CSV in qm9pack's layout (e.g. a subset) instead of the installed qm9pack,
     split in the same proportions with the same seed. `properties`: comma-separated names of PROPERTIES a
-    property-conditional run conditions on (recorded as `condition_properties`)."""
+    property-conditional run conditions on (recorded as `condition_properties`). `half`: first or second
+    keeps that half of the molecules (in row order; EDM's protocol trains the property-conditional model and
+    the property predictor on the two halves of the training split)."""
     names = [name.strip() for name in str(properties or "").split(",") if name.strip()]
     unknown = [name for name in names if name not in PROPERTIES]
     if unknown or len(set(names)) != len(names):
@@ -170,6 +172,9 @@ def load_qm9(split: str = "train", hydrogens: bool = True, charges: bool = True,
     hydrogens, charges = _flag(hydrogens, "qm9 hydrogens"), _flag(charges, "qm9 charges")
     limit = 0 if limit in (0, "0") else positive_int(limit, "qm9 limit")
     records = list(_split_records(split, limit, str(file or "")))
+    if half:
+        which = choice(half, "qm9 half", ("first", "second"))
+        records = records[: len(records) // 2] if which == "first" else records[len(records) // 2:]
     if not records:
         raise UnnoiseError(f"qm9 {split} split of {file or 'qm9pack'} is empty; give more molecules")
     suffix = "" if hydrogens else "-noh"
