@@ -178,7 +178,7 @@ def create_app(studio: Studio, token: str | None = None):
     @app.get("/api/jobs")
     def jobs():
         queue = studio.queue
-        listed = sorted(queue.jobs.values(), key=lambda j: j.created, reverse=True)
+        listed = sorted(list(queue.jobs.values()), key=lambda j: j.created, reverse=True)
         return {"queue": [j.id for j in list(queue.pending)],
                 "jobs": [j.public(queue.position(j)) for j in listed]}
 

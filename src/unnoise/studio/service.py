@@ -16,12 +16,13 @@ from ..errors import UnnoiseError
 from ..guide import DenoiserTransform
 from .fields import check_params
 from .history import History
-from .jobs import Job, JobCancelled, JobQueue
+from .jobs import FINISHED, Job, JobCancelled, JobQueue
 from .kinds import kind_of
 from .media import decode_data_url, open_image, png_bytes
 from .runs import STUDIO_DIR, PipelineCache, RunFolder
 
 PREVIEWS = 8  # previews per image while sampling
+KEEP_IN_MEMORY = 500  # finished jobs answered from memory (with their previews); older ones from the history
 
 
 @dataclass(frozen=True)
@@ -212,8 +213,14 @@ class Studio:
         job.settings["uploads"] = names
 
     def _finished(self, job: Job) -> None:
+        """Record the final state; drop the job's uploads from memory, and the oldest finished jobs beyond
+        KEEP_IN_MEMORY (the history still has them)."""
         self.uploads.pop(job.id, None)
+        job.params = job.settings["params"]  # uploads as their hashes: the data URLs can be megabytes
         self.history.record(job)
+        finished = [j for j in list(self.queue.jobs.values()) if j.status in FINISHED]
+        for old in sorted(finished, key=lambda j: j.finished or 0)[:-KEEP_IN_MEMORY]:
+            self.queue.jobs.pop(old.id, None)
 
     def job_dir(self, job_id: str) -> Path:
         return self.state_dir / "jobs" / job_id
