@@ -4,7 +4,8 @@ Input x (B, N, 3 + F): per atom 3 coordinates, then F invariant features; the no
 condition {"atom_mask": (B, N) bool} marks the real atoms (all real when absent); with `properties` P > 0
 the condition also holds "property" (B, P + 1) (conditions/properties.py), an invariant context joined to
 the noise embedding that enters every atom's features. Every atom exchanges messages with every other real
-atom (a fully connected graph, as in EDM for molecules). One layer, for real atoms i, j != i, with d_ij = ||x_i - x_j||^2 and a_ij the squared distance in the input:
+atom (a fully connected graph, as in EDM for molecules). One layer, for real atoms i, j != i, with
+d_ij = ||x_i - x_j||^2 and a_ij the squared distance in the input:
   m_ij = phi_e(h_i, h_j, d_ij, a_ij)                                    (3)
   x_i' = x_i + C sum_j (x_i - x_j) / (sqrt(d_ij) + 1) phi_x(m_ij)       (4), normalised as in EDM (App. B)
   m_i  = C sum_j e_ij m_ij,   e_ij = sigmoid(phi_inf(m_ij)) or 1         (5), edge attention of Sec. 3.3
