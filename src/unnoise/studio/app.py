@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from ..errors import UnnoiseError
+from .media import decode_data_url, settings_from_png
 from .service import Limits, Studio
 
 log = logging.getLogger("unnoise.studio")
@@ -105,6 +106,7 @@ def _static(name: str):
 
 def create_app(studio: Studio, token: str | None = None):
     """The FastAPI application serving `studio` (closing the studio at shutdown)."""
+
     @asynccontextmanager
     async def lifespan(app):
         yield
@@ -112,8 +114,15 @@ def create_app(studio: Studio, token: str | None = None):
 
     app = FastAPI(title="unnoise studio", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.studio = studio
-    limits = studio.limits
+    _add_security(app, token, studio.limits)
+    _add_error_handlers(app)
+    _add_page_routes(app, studio)
+    _add_job_routes(app, studio)
+    _add_history_routes(app, studio)
+    return app
 
+
+def _add_security(app, token: str | None, limits: Limits) -> None:
     @app.middleware("http")
     async def security(request: Request, call_next):
         refused = _guard(request, token, limits)
@@ -125,6 +134,11 @@ def create_app(studio: Studio, token: str | None = None):
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+def _add_error_handlers(app) -> None:
+    """Every error as {"error": one line}: 400 user errors, 404 unknown things, 422 malformed parameters,
+    500 (logged) for anything else."""
 
     @app.exception_handler(HTTPProblem)
     async def problem(request, exc: HTTPProblem):
@@ -153,6 +167,8 @@ def create_app(studio: Studio, token: str | None = None):
         log.exception("internal error")
         return _error(500, f"internal error: {type(exc).__name__}")
 
+
+def _add_page_routes(app, studio: Studio) -> None:
     @app.get("/")
     def index():
         return _static("index.html")
@@ -169,9 +185,11 @@ def create_app(studio: Studio, token: str | None = None):
     def forms(run: str):
         return studio.forms(run)
 
+
+def _add_job_routes(app, studio: Studio) -> None:
     @app.post("/api/jobs")
     async def submit(request: Request):
-        body = await _json_body(request, limits.body_bytes)
+        body = await _json_body(request, studio.limits.body_bytes)
         job = await run_in_threadpool(studio.submit, body)
         return {"job": studio.job(job.id)}
 
@@ -199,6 +217,13 @@ def create_app(studio: Studio, token: str | None = None):
             raise HTTPProblem(400, f"position must be an integer >= 0, got {position!r}"[:120])
         return {"queue": studio.queue.move(job_id, position)}
 
+    @app.get("/api/jobs/{job_id}/events")
+    async def events(job_id: str):
+        studio.job(job_id)  # 404 before the stream starts
+        return StreamingResponse(_event_stream(studio, job_id), media_type="text/event-stream")
+
+
+def _add_history_routes(app, studio: Studio) -> None:
     @app.get("/api/jobs/{job_id}/preview.png")
     def preview(job_id: str):
         live = studio.queue.jobs.get(job_id)
@@ -208,13 +233,7 @@ def create_app(studio: Studio, token: str | None = None):
 
     @app.get("/api/jobs/{job_id}/files/{name}")
     def output(job_id: str, name: str):
-        path = studio.output_file(job_id, name)
-        return FileResponse(path, media_type=_media_type(name))
-
-    @app.get("/api/jobs/{job_id}/events")
-    async def events(job_id: str):
-        studio.job(job_id)  # 404 before the stream starts
-        return StreamingResponse(_event_stream(studio, job_id), media_type="text/event-stream")
+        return FileResponse(studio.output_file(job_id, name), media_type=_media_type(name))
 
     @app.get("/api/history")
     def history(limit: int = 50, offset: int = 0):
@@ -224,15 +243,11 @@ def create_app(studio: Studio, token: str | None = None):
 
     @app.post("/api/png-settings")
     async def png_settings(request: Request):
-        from .media import decode_data_url, settings_from_png
-
-        body = await _json_body(request, limits.body_bytes)
+        body = await _json_body(request, studio.limits.body_bytes)
         if not isinstance(body, dict) or not isinstance(body.get("png"), str):
             raise HTTPProblem(400, "expected {\"png\": a data: URL of a PNG}")
-        data, _ = decode_data_url(body["png"], limits.upload_bytes, "png")
+        data, _ = decode_data_url(body["png"], studio.limits.upload_bytes, "png")
         return {"settings": settings_from_png(data)}
-
-    return app
 
 
 def _media_type(name: str) -> str:

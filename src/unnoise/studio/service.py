@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,7 +260,3 @@ class Studio:
 
     def history_page(self, limit: int = 50, offset: int = 0) -> list[dict]:
         return self.history.list(limit, offset)
-
-
-def settings_json(settings: dict) -> str:
-    return json.dumps(settings, sort_keys=True)
