@@ -96,10 +96,11 @@ def _paint_stroke(page) -> None:
     page.mouse.up()
 
 
-def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeypatch):
-    _slow_steps(monkeypatch)
-    page.goto(server)
-    page.wait_for_function("document.querySelector('#run-select').value === 'digits'")
+def _painted(page) -> int:
+    return int(page.locator("#mask-canvas").get_attribute("data-painted"))
+
+
+def _generate_and_watch_progress(page) -> None:
     page.fill("#field-nfe", "24")
     page.select_option("#field-sampler", "euler")
     page.fill("#field-n", "2")
@@ -112,8 +113,9 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     seen = page.evaluate("window.seen")
     assert any(text.startswith("step ") and not text.startswith("step 48/48") for text in seen), seen
     assert seen[-1] == "done"
-    _screenshot(page, tmp_path, "studio-generate.png")
 
+
+def _drop_an_output_png(page) -> None:
     for field, value in (("#field-seed", "99"), ("#field-n", "5"), ("#field-nfe", "3")):
         page.fill(field, value)
     page.evaluate("""async () => {  // drop the second image (seed 1) on the page: its settings come back
@@ -124,18 +126,25 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     page.wait_for_function("document.querySelector('#field-seed').value === '1'")
     assert [page.input_value(f) for f in ("#field-n", "#field-nfe", "#field-sampler")] == ["1", "24", "euler"]
 
+
+def _paint_undo_erase_and_inpaint(page, tmp_path) -> None:
     picture = tmp_path / "digit.png"
     Image.fromarray(np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))).save(picture)
     page.click("#form-tabs button[data-form='restore']")
     page.set_input_files("#field-image", str(picture))
     page.wait_for_function("window.studio.painter.source !== null")
     _paint_stroke(page)
-    painted = int(page.locator("#mask-canvas").get_attribute("data-painted"))
+    painted = _painted(page)
     assert painted > 0
     page.click("#undo")
-    assert page.locator("#mask-canvas").get_attribute("data-painted") == "0"
+    assert _painted(page) == 0
     _paint_stroke(page)
-    assert int(page.locator("#mask-canvas").get_attribute("data-painted")) == painted
+    page.click("#eraser")
+    _paint_stroke(page)  # the same stroke with the eraser
+    assert _painted(page) == 0
+    page.click("#undo")
+    page.click("#eraser")
+    assert _painted(page) == painted
     page.fill("#field-steps", "6")
     page.fill("#field-n", "2")
     _screenshot(page, tmp_path, "studio.png")  # the README's picture
@@ -143,6 +152,15 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     page.wait_for_function("document.querySelectorAll('#results img').length === 2 && "
                            "document.querySelector('#progress-text').textContent === 'done'")
 
+
+def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeypatch):
+    _slow_steps(monkeypatch)
+    page.goto(server)
+    page.wait_for_function("document.querySelector('#run-select').value === 'digits'")
+    _generate_and_watch_progress(page)
+    _screenshot(page, tmp_path, "studio-generate.png")
+    _drop_an_output_png(page)
+    _paint_undo_erase_and_inpaint(page, tmp_path)
     page.reload()
     page.wait_for_function("document.querySelectorAll('#history .history-item').length === 2")
     forms = page.eval_on_selector_all("#history .history-item div", "nodes => nodes.map(n => n.textContent)")
