@@ -62,7 +62,7 @@ def train_predictor(dataset, name: str, *, steps: int = 1000, batch_size: int = 
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return {"model": model.eval(), "mean": mean, "mad": mad, "steps": steps, "final_loss": float(loss)}
+    return {"model": model.eval(), "mean": mean, "mad": mad, "steps": steps, "final_loss": float(loss.detach())}
 
 
 @torch.no_grad()
