@@ -24,7 +24,7 @@ demo: $(STAMP)
 # installed when missing and running as root; otherwise that test skips and says why.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium is not installed (needs root and apt-get): the studio's browser test will skip"
 
 test: $(STAMP) browser
