@@ -184,3 +184,19 @@ def test_folder_errors_name_what_is_missing(sd_folder, tmp_path, user_error):
     with pytest.raises(UnnoiseError, match=r"beta_schedule 'quadratic'"):
         load_diffusers(bad)
     user_error(["sample", str(bad), "--n", "1"], "beta_schedule 'quadratic'")
+
+
+def test_stable_diffusion_inpainting_through_latent_inpainting(sd_folder):
+    """Pipeline.restore on a Stable Diffusion folder: latent inpainting keeps the known pixels exactly."""
+    from unnoise.pipeline import Pipeline, RestoreRequest
+    from unnoise.restore.operators import Mask
+
+    pipe = Pipeline.load(sd_folder, device="cpu")
+    y = torch.rand((1, 3, 16, 16), generator=torch.Generator().manual_seed(4)) * 2 - 1
+    keep = torch.ones((1, 1, 16, 16), dtype=torch.uint8)
+    keep[..., 4:12, 4:12] = 0
+    out = pipe.restore(RestoreRequest(y=y, operator=Mask(keep), n=2, steps=4)).samples
+    known = keep.bool().expand_as(out)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+    assert torch.equal(out[known], y.expand_as(out)[known])
+    assert not torch.equal(out[~known], y.expand_as(out)[~known])

@@ -158,6 +158,11 @@ class DiffusersVAECodec:
     def dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
+    @property
+    def autoencoder(self):
+        """What latent inpainting (run/latent.py) reads of a codec's autoencoder: factor, latent_channels."""
+        return _Geometry(self.factor, self.channels)
+
     def encode(self, x: Tensor) -> Tensor:
         mean = self.vae.encode(x.to(self.dtype)).latent_dist.mean
         return ((mean - self.shift) * self.scale).to(x.dtype)
@@ -175,6 +180,12 @@ class DiffusersVAECodec:
     def to(self, device):
         self.vae.to(device)
         return self
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    factor: int
+    latent_channels: int
 
 
 def load_vae(folder: Path, dtype: torch.dtype) -> DiffusersVAECodec:
