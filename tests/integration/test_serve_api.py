@@ -376,3 +376,24 @@ def test_serve_refuses_a_public_address_without_a_token(user_error, runs):
     user_error(["serve", "--runs", str(runs), "--host", "0.0.0.0"], "--host 0.0.0.0", "--token")
     user_error(["serve", "--runs", str(runs / "nothing")], "--runs", "not a directory")
     user_error(["serve", "--runs", str(runs), "--token", "short"], "--token")
+
+
+def test_loaded_models_are_kept_within_the_memory_budget_and_reloaded_when_retrained(runs):
+    import os
+
+    from unnoise.studio.runs import PipelineCache, pipeline_bytes
+
+    digits, toy = runs / "digits", runs / "toy"
+    cache = PipelineCache("auto", budget=1)  # any two models are over it: only the latest stays
+    first, weights = cache.get(digits)
+    assert cache.get(digits)[0] is first and pipeline_bytes(first) > 0
+    cache.get(toy)
+    assert [key[0] for key in cache.loaded] == [str(toy)]
+    roomy = PipelineCache("auto", budget=1 << 30)
+    kept = roomy.get(digits)[0]
+    roomy.get(toy)
+    assert roomy.get(digits)[0] is kept and len(roomy.loaded) == 2
+    stat = (digits / "checkpoint").stat()
+    os.utime(digits / "checkpoint", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # as a new save would
+    reloaded, same_weights = roomy.get(digits)
+    assert reloaded is not kept and same_weights == weights and len(roomy.loaded) == 2  # the stale one dropped

@@ -92,6 +92,8 @@ class PipelineCache:
                 self.loaded.move_to_end(key)
                 pipe, _, weights = self.loaded[key]
                 return pipe, weights
+            for stale in [k for k in self.loaded if k[0] == key[0]]:  # an earlier checkpoint of this run
+                del self.loaded[stale]
             pipe = Pipeline.load(path, device=self.device)
             weights = weights_sha256(pipe.denoiser)
             self.loaded[key] = (pipe, pipeline_bytes(pipe), weights)
