@@ -162,6 +162,16 @@ def test_eval_reports_the_molecule_metrics(run, tmp_path):
     assert (run / "eval_samples.sdf").read_text().count("$$$$") == 4 and (run / "train_smiles.json").is_file()
 
 
+def test_eval_nll_of_held_out_molecules(run, tmp_path):
+    out = tmp_path / "nll.json"
+    assert main(["eval", str(run), "--nll", "--n", "3", "--draws", "1", "--rtol", "1e-3", "--atol", "1e-3",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n"] == 3 and math.isfinite(result["nll_nats"]) and result["log_p_n"] < 0
+    assert abs(result["nll_nats"] - (result["nll_given_n_nats"] - result["log_p_n"])) <= 1e-9 * abs(result["nll_nats"])
+    assert result["protocol"]["data"]["options"]["split"] == "test"
+
+
 def test_one_line_errors(run, data_file, tmp_path, user_error):
     out = str(tmp_path / "bad")
     user_error(["train", "--preset", "qm9", "--steps", "1", "--out", out, *tiny(data_file),
@@ -178,8 +188,6 @@ def test_one_line_errors(run, data_file, tmp_path, user_error):
     user_error(["sample", str(run), "--atoms", "30", "--out", str(tmp_path / "m.sdf")], "--atoms", "[1, 29]")
     user_error(["sample", str(run), "--sampler", "auto", "--out", str(tmp_path / "m.sdf")], "auto")
     user_error(["sample", str(run), "--out", str(tmp_path / "m.mol")], "m.mol", ".sdf")
-    user_error(["eval", str(run), "--nll"], "--nll", "molecule runs")
-    user_error(["eval", str(run), "--nll"], "--nll", "molecule runs")
 
 
 def test_property_conditional_run_samples_with_guidance(data_file, tmp_path, user_error, capsys):

@@ -84,3 +84,36 @@ def test_subspace_log_density_equals_the_gaussian_in_an_orthonormal_basis():
     actual = subspace_gaussian_log_density(x, mask, scale)
     assert coordinates.numel() == int(subspace_dimension(mask, F))
     assert abs(float(actual) - float(expected)) <= 100 * EPS * abs(float(expected))
+
+
+def test_molecule_ode_likelihood_equals_the_subspace_gaussian_density():
+    """Data N(0, s0^2 I) in the subspace has the exact denoiser D(x, sigma) = x s0^2 / (s0^2 + sigma^2). With
+    the exact divergence the ODE maps x to scale x, scale^2 = (s0^2 + sigma_max^2) / (s0^2 + sigma_min^2),
+    and gives log N_d(scale x; 0, sigma_max^2) + d log(scale) (about the data's density at sigma_min). A
+    projected probe eps = P z estimates the divergence c(u) d as c(u) ||P z||^2, so each draw is off by
+    exactly -I (||P z||^2 - d), I = integral of c(u) = s0^2 / (s0^2 + e^{2u}) du: checked per draw."""
+    from unnoise.likelihood import draw_probes
+    from unnoise.molecules.likelihood import molecule_log_likelihood
+    from unnoise.process import make_process
+
+    process, s0, draws = make_process("edm", sigma_min=0.01, sigma_max=20.0), 0.8, 4
+    lo, hi = process.sigma_min, process.sigma_max
+    mask = mask_from_counts(torch.tensor([3, 1]), 4)
+    x = project(torch.randn(2, 4, 3 + F, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * s0, mask)
+
+    def exact_denoiser(x, sigma, cond=None):
+        return x * (s0**2 / (s0**2 + sigma.reshape(-1, 1, 1) ** 2))
+
+    result = molecule_log_likelihood(exact_denoiser, x, mask, process, draws=draws, rtol=1e-8, atol=1e-8,
+                                     generator=torch.Generator().manual_seed(1))
+    scale = math.sqrt((s0**2 + hi**2) / (s0**2 + lo**2))
+    dims = subspace_dimension(mask, F).to(torch.float64)
+    expected = subspace_gaussian_log_density(x * scale, mask, torch.tensor(hi, dtype=torch.float64)) + dims * math.log(scale)
+    data = subspace_gaussian_log_density(x, mask, torch.tensor(math.sqrt(s0**2 + lo**2), dtype=torch.float64))
+    assert ((expected - data).abs() <= 1e-3 * dims).all()  # the prior N(0, sigma_max^2) is nearly the data's
+    probes = draw_probes("rademacher", draws, x.shape, torch.Generator().manual_seed(1), x.dtype)
+    norms = torch.stack([project(z, mask).pow(2).flatten(1).sum(1) for z in probes])  # (K, B): ||P z||^2
+    integral = math.log(hi / lo) - 0.5 * math.log((s0**2 + hi**2) / (s0**2 + lo**2))
+    per_draw = expected - integral * (norms - dims)
+    assert float((result["log_p"] - per_draw).abs().max()) <= 1e-5 * float(expected.abs().max())
+    assert result["dims"].tolist() == dims.tolist() == [2 * 3 + 3 * F, 1 * F]

@@ -65,10 +65,14 @@ def run(args) -> None:
     from ..planning.evaluate import evaluate_planning_run, is_planning_run
 
     check_args(args)
-    if args.nll and is_molecule_run(args.run_dir):
-        raise UnnoiseError(f"{args.run_dir}: --nll is not built for molecule runs (it needs the VLB in the zero-CoM "
-                           "subspace); evaluate samples without --nll")
-    if args.nll:
+    if args.nll and is_molecule_run(args.run_dir):  # the ODE likelihood in the zero-CoM subspace (eval/molecules.py)
+        from ..eval.molecules import evaluate_molecule_nll
+
+        result = evaluate_molecule_nll(args.run_dir, n=args.n or 100, seed=args.seed, split=args.split,
+                                       batch=args.batch, draws=args.draws, rtol=args.rtol, atol=args.atol,
+                                       weights=args.weights, device=args.device)
+        out = args.out or Path(args.run_dir) / "eval_nll.json"
+    elif args.nll:
         from ..eval.nll import evaluate_nll
 
         result = evaluate_nll(args.run_dir, n=args.n or 256, seed=args.seed, split=args.split, batch=args.batch,
