@@ -31,7 +31,8 @@ FINISHED = ("done", "failed", "cancelled", "interrupted")
 def http(base: str, path: str, body=None, timeout: float = 30.0):
     """(status, parsed JSON or bytes) of one request."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, headers={"Content-Type": "application/json"} if data else {})
+    headers = {"Content-Type": "application/json"} if data else {}
+    request = urllib.request.Request(base + path, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw, status, kind = response.read(), response.status, response.headers.get("Content-Type", "")

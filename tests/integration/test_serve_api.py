@@ -99,7 +99,8 @@ def test_runs_are_listed_with_their_kind_and_forms(client):
     forms = client.get("/api/forms", params={"run": "group/labelled"}).json()["forms"]
     fields = {f["name"]: f for f in forms[0]["fields"]}
     assert fields["label"]["choices"] == [str(k) for k in range(10)]
-    assert {"guidance", "guidance_low", "guidance_high", "guidance_rescale", "sampler", "nfe", "seed", "n"} <= set(fields)
+    guidance = {"guidance", "guidance_low", "guidance_high", "guidance_rescale"}
+    assert guidance | {"sampler", "nfe", "seed", "n"} <= set(fields)
     plain = client.get("/api/forms", params={"run": "digits"}).json()["forms"][0]["fields"]
     assert "label" not in {f["name"] for f in plain}
 
@@ -366,7 +367,9 @@ def test_a_token_guards_every_request(studio):
 
 
 def test_without_a_token_only_loopback_hosts_same_origin_are_served(client, studio):
-    assert client.get("/").status_code == 200 and client.get("/static/style.css").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and client.get("/static/style.css").status_code == 200
+    assert "default-src 'self'" in page.headers["content-security-policy"] and "http" not in page.text.lower()
     foreign = TestClient(create_app(studio), base_url="http://attacker.example")
     assert_error(foreign.get("/api/runs"), 403, "loopback")
     assert_error(client.post("/api/jobs", json={}, headers={"Origin": "http://attacker.example"}), 403, "cross-origin")

@@ -14,7 +14,8 @@ import pytest
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make test installs it)")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="playwright is not installed (make test installs it)")
 from PIL import Image  # noqa: E402
 
 from unnoise.cli.main import main  # noqa: E402
@@ -108,8 +109,9 @@ def _generate_and_watch_progress(page) -> None:
         document.querySelector('#progress-text').textContent)).observe(document.querySelector('#progress-text'),
         {childList: true, characterData: true, subtree: true}); }""")
     page.click("#submit")
-    page.wait_for_function("document.querySelectorAll('#results img').length === 2 && "
-                           "[...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth === 8)")
+    page.wait_for_function("() => document.querySelectorAll('#results img').length === 2 && "
+                           "[...document.querySelectorAll('#results img')]"
+                           ".every(i => i.complete && i.naturalWidth === 8)")
     seen = page.evaluate("window.seen")
     assert any(text.startswith("step ") and not text.startswith("step 48/48") for text in seen), seen
     assert seen[-1] == "done"
@@ -123,7 +125,7 @@ def _drop_an_output_png(page) -> None:
         const files = new DataTransfer();
         files.items.add(new File([blob], 'seed1.png', {type: 'image/png'}));
         document.dispatchEvent(new DragEvent('drop', {dataTransfer: files, bubbles: true, cancelable: true})); }""")
-    page.wait_for_function("document.querySelector('#field-seed').value === '1'")
+    page.wait_for_function("() => document.querySelector('#field-seed').value === '1'")
     assert [page.input_value(f) for f in ("#field-n", "#field-nfe", "#field-sampler")] == ["1", "24", "euler"]
 
 
@@ -132,7 +134,7 @@ def _paint_undo_erase_and_inpaint(page, tmp_path) -> None:
     Image.fromarray(np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))).save(picture)
     page.click("#form-tabs button[data-form='restore']")
     page.set_input_files("#field-image", str(picture))
-    page.wait_for_function("window.studio.painter.source !== null")
+    page.wait_for_function("() => window.studio.painter.source !== null")
     _paint_stroke(page)
     painted = _painted(page)
     assert painted > 0
@@ -149,23 +151,23 @@ def _paint_undo_erase_and_inpaint(page, tmp_path) -> None:
     page.fill("#field-n", "2")
     _screenshot(page, tmp_path, "studio.png")  # the README's picture
     page.click("#submit")
-    page.wait_for_function("document.querySelectorAll('#results img').length === 2 && "
+    page.wait_for_function("() => document.querySelectorAll('#results img').length === 2 && "
                            "document.querySelector('#progress-text').textContent === 'done'")
 
 
 def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeypatch):
     _slow_steps(monkeypatch)
     page.goto(server)
-    page.wait_for_function("document.querySelector('#run-select').value === 'digits'")
+    page.wait_for_function("() => document.querySelector('#run-select').value === 'digits'")
     _generate_and_watch_progress(page)
     _screenshot(page, tmp_path, "studio-generate.png")
     _drop_an_output_png(page)
     _paint_undo_erase_and_inpaint(page, tmp_path)
     page.reload()
-    page.wait_for_function("document.querySelectorAll('#history .history-item').length === 2")
+    page.wait_for_function("() => document.querySelectorAll('#history .history-item').length === 2")
     forms = page.eval_on_selector_all("#history .history-item div", "nodes => nodes.map(n => n.textContent)")
     assert forms == ["digits · restore · done", "digits · generate · done"]
     page.click("#history .history-item:nth-child(2) button")  # reuse the generation's settings
-    page.wait_for_function("document.querySelector('#field-nfe') && document.querySelector('#field-nfe').value === '24'")
+    page.wait_for_function("() => document.querySelector('#field-nfe')?.value === '24'")
     assert page.input_value("#field-sampler") == "euler"
     _screenshot(page, tmp_path, "studio-history.png")

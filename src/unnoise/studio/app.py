@@ -1,4 +1,5 @@
-"""The studio's HTTP layer (FastAPI, the `serve` extra): the page, its static files, and the JSON API over `service.Studio`.
+"""The studio's HTTP layer (FastAPI, the `serve` extra): the page, its static files, and the JSON API over
+`service.Studio`.
 
 Security: with a token every request must carry it (an `Authorization: Bearer` or `X-Unnoise-Token` header,
 the `unnoise_token` cookie, or `?token=` once, which sets the cookie), compared in constant time. Without a
@@ -32,6 +33,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
 COOKIE = "unnoise_token"
+CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self'; object-src 'none'; "
+       "frame-ancestors 'none'; base-uri 'none'")  # the page's own files only: no inline script, no CDN
 
 
 class HTTPProblem(Exception):
@@ -133,6 +136,8 @@ def _add_security(app, token: str | None, limits: Limits) -> None:
             response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = CSP
         return response
 
 

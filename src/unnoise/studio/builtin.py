@@ -248,7 +248,8 @@ register_kind(Kind("points", _modality("points"), (Form("generate", "Generate", 
                                                             check=check_generate),),
                    "2-D points: a scatter"))
 register_kind(Kind("audio", _modality("audio"), (Form("generate", "Generate", generate_fields, generate_audio,
-                                                      "audio", check=check_generate),), "audio: player and spectrogram"))
+                                                      "audio", check=check_generate),),
+                   "audio: player and spectrogram"))
 register_kind(Kind("image", _modality("image"), (GENERATE_IMAGES, RESTORE), "images: generate and restore"))
 register_kind(Kind("super-resolution", lambda config: config.spec.modality == "image" and bool(_sr_scale(config)),
                    (RESTORE,), "super-resolution: restore (upscale) only"))

@@ -36,7 +36,8 @@ def png_bytes(image: torch.Tensor, settings: dict) -> bytes:
     from ..io.image import to_uint8
 
     pixels = to_uint8(image)  # (C, H, W) uint8
-    picture = _pillow().fromarray(pixels[0] if pixels.shape[0] == 1 else np.ascontiguousarray(pixels.transpose(1, 2, 0)))
+    channels_last = np.ascontiguousarray(pixels.transpose(1, 2, 0))  # (C, H, W) -> (H, W, C)
+    picture = _pillow().fromarray(pixels[0] if pixels.shape[0] == 1 else channels_last)
     info = PngImagePlugin.PngInfo()
     info.add_text(SETTINGS_KEY, json.dumps(settings, sort_keys=True, separators=(",", ":")))
     out = io.BytesIO()
