@@ -353,6 +353,13 @@ def test_bad_inputs_get_one_line_json_errors(client):
     assert client.get("/api/jobs").json()["queue"] == []  # nothing refused was queued
 
 
+def test_an_internal_error_is_a_json_500_and_the_server_goes_on(studio, monkeypatch):
+    client = TestClient(create_app(studio), base_url=LOCAL, raise_server_exceptions=False)
+    monkeypatch.setattr(Studio, "runs", lambda self: 1 / 0)
+    assert_error(client.get("/api/runs"), 500, "internal error: ZeroDivisionError")
+    assert client.get("/api/forms", params={"run": "digits"}).status_code == 200
+
+
 def test_a_token_guards_every_request(studio):
     secret = "correct-horse-battery"
     guarded = TestClient(create_app(studio, token=secret), base_url="http://studio.example:7860")

@@ -147,6 +147,10 @@ def _paint_undo_erase_and_inpaint(page, tmp_path) -> None:
     page.click("#undo")
     page.click("#eraser")
     assert _painted(page) == painted
+    page.click("#clear")
+    assert _painted(page) == 0
+    page.click("#undo")
+    assert _painted(page) == painted
     page.fill("#field-steps", "6")
     page.fill("#field-n", "2")
     _screenshot(page, tmp_path, "studio.png")  # the README's picture
