@@ -112,3 +112,14 @@ def test_control_condition_parts():
     assert sketch(data.x).shape == (6, 1, 16, 16)
     with pytest.raises(UnnoiseError, match="control_kind"):
         ControlCondition("depth", (3, 16, 16))
+
+
+def test_generated_shapes_are_read_back_through_speckle_noise():
+    from unnoise.control.segmentation import analyzed_classes
+
+    x = load_shapes(size=32, n=32, objects="1", split="test").x
+    truth = shapes_classes(x)
+    noisy = (x + 0.3 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    assert pooled_mean_iou(analyzed_classes(x, "shapes"), truth, 7) > 0.9  # the mode filter's cost on renders
+    filtered, raw = pooled_mean_iou(analyzed_classes(noisy, "shapes"), truth, 7), pooled_mean_iou(shapes_classes(noisy), truth, 7)
+    assert filtered > 0.85 and raw < 0.6

@@ -50,6 +50,14 @@ def shapes_classes(images: Tensor) -> Tensor:
     return torch.where(foreground, similarity.argmax(1) + 1, torch.zeros_like(foreground, dtype=torch.long))
 
 
+def majority(classes: Tensor, count: int) -> Tensor:
+    """3x3 mode filter of (B, H, W) class maps (borders replicated, ties to the lower class): isolated
+    speckles of a generated image take their neighbours' class."""
+    votes = torch.nn.functional.one_hot(classes.long(), count).permute(0, 3, 1, 2).float()  # (B, K, H, W)
+    padded = torch.nn.functional.pad(votes, (1, 1, 1, 1), mode="replicate")
+    return torch.nn.functional.avg_pool2d(padded, 3, stride=1).argmax(1)
+
+
 def dataset_classes(images: Tensor, index: Tensor | None, dataset) -> Tensor:
     """The class maps (B, H, W) of training rows: the landscapes renderer's exact maps (`index` into
     `dataset.segmentation`), or the shapes renders' colour classes read from `images`."""
@@ -63,13 +71,13 @@ def dataset_classes(images: Tensor, index: Tensor | None, dataset) -> Tensor:
 
 def analyzed_classes(images: Tensor, dataset_name: str) -> Tensor:
     """Class maps (B, H, W) of generated images (B, 3, H, W) in [-1, 1], read without a learned model: the
-    landscape analyzer's segmentation, or the shapes colour classes."""
+    landscape analyzer's segmentation, or the shapes colour classes after a 3x3 mode filter."""
     if dataset_name == "landscapes":
         from ..data.landscape_analyzer import analyze_landscapes
 
         return analyze_landscapes(images)[1].long()
     if dataset_name == "shapes":
-        return shapes_classes(images)
+        return majority(shapes_classes(images), len(SHAPES_PALETTE))
     raise UnnoiseError(f"no segmentation analyzer for {dataset_name!r}; valid: landscapes, shapes")
 
 
