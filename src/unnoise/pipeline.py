@@ -107,7 +107,7 @@ class Pipeline:
         if is_diffusers_folder(run_dir):
             from .interop.diffusers import diffusers_pipeline
 
-            return diffusers_pipeline(run_dir, device)
+            return diffusers_pipeline(cls, run_dir, device)
         device = resolve_device(device)
         denoiser, config = load_run(run_dir, weights, device)
         return cls(denoiser, config, device=device, run_dir=run_dir)

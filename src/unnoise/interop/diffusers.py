@@ -1,7 +1,7 @@
 """Sample local diffusers model folders with unnoise's samplers, guidance and restoration (extra `diffusers`).
 
     model = load_diffusers("path/to/stable-diffusion", device)   # DiffusersModel: denoiser, codec, conditions
-    pipe = diffusers_pipeline("path/to/ddpm-folder", "auto")      # a Pipeline: pipe.sample(SampleRequest(...))
+    pipe = Pipeline.load("path/to/ddpm-folder", "auto")          # a Pipeline: pipe.sample(SampleRequest(...))
 
 A folder is what diffusers' `save_pretrained` writes: `unet/` (UNet2DModel, or UNet2DConditionModel with
 `vae/`, `text_encoder/`, `tokenizer/` for Stable Diffusion) and `scheduler/scheduler_config.json`. The U-Net
@@ -15,6 +15,7 @@ weights); nothing is downloaded.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,31 @@ def check_folder(folder: Path) -> str:
         if not (folder / "tokenizer").is_dir():
             raise UnnoiseError(f"{folder}: not a loadable diffusers model folder (missing tokenizer/)")
     return name
+
+
+@contextmanager
+def _quiet():
+    """diffusers' and transformers' warnings and progress bars held back while a folder loads."""
+    from diffusers.utils import logging as diffusers_logging
+
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:  # a pixel folder needs no transformers
+        transformers_logging = None
+    loggers = [log for log in (diffusers_logging, transformers_logging) if log is not None]
+    levels = [log.get_verbosity() for log in loggers]
+    bars = transformers_logging is not None and transformers_logging.is_progress_bar_enabled()
+    for log in loggers:
+        log.set_verbosity_error()
+    if bars:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels):
+            log.set_verbosity(level)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _diffusers():
@@ -261,14 +287,20 @@ def load_caption(folder: Path, dtype: torch.dtype) -> ClipCaption:
 
 def load_diffusers(path, device=None, dtype: torch.dtype = torch.float32) -> DiffusersModel:
     """The diffusers model folder at `path` as a DiffusersModel on `device` (default: the host) in `dtype`."""
-    from ..codec import IdentityCodec
-    from ..conditions import Conditions
-    from ..device import cpu, resolve_device
-
     folder = Path(path)
     if not folder.is_dir():
         raise UnnoiseError(f"diffusers model folder not found: {folder}")
     check_folder(folder)
+    _diffusers()
+    with _quiet():
+        return _load(folder, device, dtype)
+
+
+def _load(folder: Path, device, dtype: torch.dtype) -> DiffusersModel:
+    from ..codec import IdentityCodec
+    from ..conditions import Conditions
+    from ..device import cpu, resolve_device
+
     scheduler_path = folder / "scheduler" / "scheduler_config.json"
     scheduler = _read_json(scheduler_path)
     process = process_from_scheduler(scheduler, str(scheduler_path))
@@ -313,15 +345,15 @@ def run_config(model: DiffusersModel):
                      data_shape=tuple(model.data_shape), modality="image")
 
 
-def diffusers_pipeline(path, device="auto", dtype: torch.dtype = torch.float32):
-    """A Pipeline over the diffusers folder at `path`: sample / restore / encode / decode as for a run
-    (auto's calibrations are cached in the folder, next to model_index.json)."""
+def diffusers_pipeline(pipeline_cls, path, device="auto", dtype: torch.dtype = torch.float32):
+    """A `pipeline_cls` (unnoise.pipeline.Pipeline, which calls this from Pipeline.load) over the diffusers
+    folder at `path`: sample / restore / encode / decode as for a run (auto's calibrations are cached in
+    the folder, next to model_index.json)."""
     from ..device import resolve_device
-    from ..pipeline import Pipeline
 
     device = resolve_device(device)
     model = load_diffusers(path, device, dtype)
-    pipe = Pipeline(model.denoiser, run_config(model), device=device, run_dir=model.path)
+    pipe = pipeline_cls(model.denoiser, run_config(model), device=device, run_dir=model.path)
     pipe.conditions, pipe.codec, pipe.shape = model.conditions, model.codec, tuple(model.latent_shape)
     pipe.diffusers = model
     return pipe
