@@ -161,7 +161,8 @@ def export_diffusers(run_dir, out: Path, weights: str = "ema") -> Path:
     try:
         from diffusers import DDIMPipeline, DDIMScheduler, UNet2DModel
     except ImportError:
-        raise UnnoiseError("export --format diffusers needs the diffusers extra: pip install 'unnoise[diffusers]'") from None
+        raise UnnoiseError("export --format diffusers needs the diffusers extra: "
+                           "pip install 'unnoise[diffusers]'") from None
     unet = UNet2DModel(**unet2d_config(net))
     missing, unexpected = unet.load_state_dict(converted_state(net), strict=False)
     if missing or unexpected:

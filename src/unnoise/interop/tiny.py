@@ -20,9 +20,9 @@ MERGES = ("r e", "re d</w>", "c a", "ca t</w>", "d o", "do g</w>")
 def scheduler_options(prediction: str = "epsilon", zero_snr: bool = False, schedule: str = "linear") -> dict:
     """A DDIMScheduler's options: no clipping of x0 (our samplers never clip), alpha_bar_prev = 1 at the end,
     Stable Diffusion's steps_offset (leading timesteps 1 + k T/n)."""
+    start, end = (0.00085, 0.012) if schedule == "scaled_linear" else (0.0001, 0.02)
     return dict(beta_schedule=schedule, prediction_type=prediction, rescale_betas_zero_snr=zero_snr,
-                clip_sample=False, set_alpha_to_one=True, steps_offset=1, beta_start=0.00085 if schedule == "scaled_linear"
-                else 0.0001, beta_end=0.012 if schedule == "scaled_linear" else 0.02)
+                clip_sample=False, set_alpha_to_one=True, steps_offset=1, beta_start=start, beta_end=end)
 
 
 def write_pixel_folder(path: Path, prediction: str = "epsilon", zero_snr: bool = False,
