@@ -329,6 +329,10 @@ def test_bad_inputs_get_one_line_json_errors(client):
                                                          "mask": data_url(np.zeros((4, 4)))}}, 400, "mask size 4x4"),
         ({"run": "digits", "form": "restore", "params": {"task": "deblur", "image": data_url(np.zeros((9, 8)))}},
          400, "size 8x9, expected 8x8"),
+        ({"run": "digits", "form": "restore", "params": {"task": "deblur", "image": image, "method": "repaint"}},
+         400, "field 'method': method 'repaint' only inpaints"),
+        ({"run": "digits", "form": "restore", "params": {"task": "deblur", "image": image, "method": "sr3"}},
+         400, "field 'method': method 'sr3' needs a super-resolution run"),
         ({"run": "digits", "form": "restore", "params": {"task": "deblur", "image":
           "data:image/png;base64," + base64.b64encode(b"GIF89a not an image").decode()}}, 400, "not a readable"),
         ({"run": "digits", "form": "restore", "params": {"task": "deblur", "image": "data:text/html;base64,PGI+"}},

@@ -186,22 +186,27 @@ def _input_size(config, params) -> tuple[int, int]:
 
 
 def check_restore(config, params, images) -> None:
-    """Size checks of the uploads at submission: the image at the task's input size, the mask at the run's."""
+    """Submission-time checks: an image run, the image at the task's input size, the mask at the run's, and a
+    method that serves the task (restore.sampling.check_method)."""
+    from ..restore.sampling import check_method
+
     if config.spec.modality != "image":
         raise UnnoiseError(f"restoration needs an image run; this run models {config.spec.modality} data")
-    height, width = _input_size(config, params)
-    image_tensor(images["image"], config.data_shape[0], (height, width), "field 'image'")
-    if params["task"] == "inpaint":
-        mask_tensor(images["mask"], tuple(config.data_shape[1:]), "field 'mask'")
+    operator, _ = measurement(config, params, images)
+    if params["method"] is not None:
+        try:
+            check_method(params["method"], operator, _sr_scale(config))
+        except UnnoiseError as exc:
+            raise UnnoiseError(f"field 'method': {exc}") from None
 
 
-def _measurement(ctx):
-    """(operator or None, measurement y (1, C, H, W) or the low-resolution image) of a restoration job."""
+def measurement(config, params, images):
+    """(operator or None, measurement y (1, C, H, W), or the low-resolution image for an SR run) of a
+    restoration request's checked params and decoded uploads."""
     from ..restore import AddNoise, Downsample, GaussianBlur, Grayscale, Mask
 
-    params, config = ctx.params, ctx.config
     channels, height, width = config.data_shape
-    image = image_tensor(ctx.image("image"), channels, _input_size(config, params), "field 'image'")
+    image = image_tensor(images["image"], channels, _input_size(config, params), "field 'image'")
     task = params["task"]
     if task == "sr":
         operator = None if _sr_scale(config) else Downsample(int(params["scale"]))
@@ -211,7 +216,7 @@ def _measurement(ctx):
     elif task == "deblur":
         operator = GaussianBlur(params["blur_sigma"])
     else:
-        operator = Mask(mask_tensor(ctx.image("mask"), (height, width), "field 'mask'"))
+        operator = Mask(mask_tensor(images["mask"], (height, width), "field 'mask'"))
         image = operator(image)
     if params["noise_std"] and operator is not None:
         operator = AddNoise(operator, params["noise_std"])
@@ -223,7 +228,7 @@ def restore_images(ctx) -> None:
     from ..pipeline import RestoreRequest
 
     params = ctx.params
-    operator, y = _measurement(ctx)
+    operator, y = measurement(ctx.config, params, ctx.images)
     method = params["method"]
     steps = params["steps"] or (ctx.config.sample.steps if (method or ("sr3" if _sr_scale(ctx.config) else ""))
                                 == "sr3" else 100)
