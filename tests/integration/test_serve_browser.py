@@ -1,7 +1,8 @@
 """The studio in a real headless Chromium (Debian's `chromium`, driven by Playwright for Python): open the
-page, generate and see progress then the images, drop an output PNG to get its settings back, paint a mask
-stroke and undo it, paint again and inpaint, reload and find both jobs in the history. Screenshots go to the
-test's folder; studio.png also to $UNNOISE_STUDIO_SCREENSHOTS when set (docs/studio.png is taken this way)."""
+page, generate and see progress then the images, drop an output PNG to get its settings back, reorder and
+cancel in the queue, paint a mask stroke, undo it, erase, clear, paint again and inpaint, reload and find the
+jobs in the history. Screenshots go to the test's folder; studio.png also to $UNNOISE_STUDIO_SCREENSHOTS when
+set (docs/studio.png is taken this way)."""
 import os
 import shutil
 import socket
@@ -129,6 +130,23 @@ def _drop_an_output_png(page) -> None:
     assert [page.input_value(f) for f in ("#field-n", "#field-nfe", "#field-sampler")] == ["1", "24", "euler"]
 
 
+def _queue_reorder_and_cancel(page) -> None:
+    """Three jobs: one runs, two wait; the last is moved up, the running one cancelled, all finish."""
+    page.fill("#field-n", "1")
+    page.fill("#field-nfe", "48")  # 1.2 s a job: the queue is seen with two waiting
+    for _ in range(3):
+        page.click("#submit")
+        page.wait_for_function("() => document.querySelector('#progress-text').textContent !== 'submitting'")
+    page.wait_for_function("() => document.querySelectorAll('#queue li').length === 3")
+    items = page.locator("#queue li")
+    running, first, last = (items.nth(k).get_attribute("data-job") for k in range(3))
+    items.nth(2).locator("button[title='earlier']").click()
+    page.wait_for_function(f"() => document.querySelector('#queue li:nth-child(2)')?.dataset.job === '{last}'")
+    assert page.locator("#queue li").nth(2).get_attribute("data-job") == first
+    page.locator(f"#queue li[data-job='{running}'] button[title='cancel']").click()
+    page.wait_for_function("() => document.querySelectorAll('#queue li').length === 0")
+
+
 def _paint_undo_erase_and_inpaint(page, tmp_path) -> None:
     picture = tmp_path / "digit.png"
     Image.fromarray(np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))).save(picture)
@@ -166,12 +184,15 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     _generate_and_watch_progress(page)
     _screenshot(page, tmp_path, "studio-generate.png")
     _drop_an_output_png(page)
+    _queue_reorder_and_cancel(page)
     _paint_undo_erase_and_inpaint(page, tmp_path)
     page.reload()
-    page.wait_for_function("() => document.querySelectorAll('#history .history-item').length === 2")
-    forms = page.eval_on_selector_all("#history .history-item div", "nodes => nodes.map(n => n.textContent)")
-    assert forms == ["digits · restore · done", "digits · generate · done"]
-    page.click("#history .history-item:nth-child(2) button")  # reuse the generation's settings
-    page.wait_for_function("() => document.querySelector('#field-nfe')?.value === '24'")
-    assert page.input_value("#field-sampler") == "euler"
+    page.wait_for_function("() => document.querySelectorAll('#history .history-item').length === 5")
+    forms = page.eval_on_selector_all("#history .history-item div[class^='status-']",
+                                      "nodes => nodes.map(n => n.textContent)")
+    assert forms[0] == "digits · restore · done" and forms[-1] == "digits · generate · done"
+    assert sorted(forms[1:4]) == ["digits · generate · cancelled"] + ["digits · generate · done"] * 2
+    page.click("#history .history-item:nth-child(5) button")  # reuse the first generation's settings
+    page.wait_for_function("() => document.querySelector('#field-n')?.value === '2'")
+    assert [page.input_value(f) for f in ("#field-nfe", "#field-sampler")] == ["24", "euler"]
     _screenshot(page, tmp_path, "studio-history.png")

@@ -217,7 +217,9 @@ function drawMask() {
 }
 
 function undoStroke() { if (painter.undo.length) { painter.data = painter.undo.pop(); drawMask(); } }
-function clearMask() { if (painter.data) { painter.undo.push(painter.data.slice()); painter.data.fill(0); drawMask(); } }
+function clearMask() {
+  if (painter.data) { painter.undo.push(painter.data.slice()); painter.data.fill(0); drawMask(); }
+}
 
 function maskDataUrl() {
   if (!painter.data) return null;
@@ -274,11 +276,14 @@ function showProgress(job) {
     : job.status === "running" ? `step ${job.step}/${job.total}` : job.status + (job.error ? `: ${job.error}` : "");
   $("progress-text").textContent = text;
   $("progress").max = Math.max(1, job.total); $("progress").value = Math.min(job.step, job.total);
-  if (job.has_preview && job.status === "running") $("preview").src = `/api/jobs/${job.id}/preview.png?v=${job.version}`;
+  if (job.has_preview && job.status === "running") {
+    $("preview").src = `/api/jobs/${job.id}/preview.png?v=${job.version}`;
+  }
 }
 
 const VIEWERS = {  // one per form viewer a kind names (kinds.VIEWERS)
-  image: (job, output) => el("img", { src: fileUrl(job.id, output.file), class: "pixelated", alt: `seed ${output.seed}` }),
+  image: (job, output) => el("img", {
+    src: fileUrl(job.id, output.file), class: "pixelated", alt: `seed ${output.seed}` }),
   audio: (job, output) => el("div", {}, el("audio", { controls: true, src: fileUrl(job.id, output.file) }),
     output.spectrogram ? el("img", { src: fileUrl(job.id, output.spectrogram), alt: "spectrogram" }) : null),
   text: (job, output) => el("pre", { text: output.text ?? "" }),
@@ -308,18 +313,23 @@ async function refreshQueue() {
   const { jobs } = await api("/api/jobs");
   const live = jobs.filter((j) => j.status === "running" || j.status === "queued")
     .sort((a, b) => (a.position ?? -1) - (b.position ?? -1));
-  $("queue").replaceChildren(...live.map((job) => el("li", { "data-job": job.id },
-    `${job.run} · ${job.form} · ${job.status === "running" ? `running ${job.step}/${job.total}` : `#${job.position + 1}`}`,
-    job.status === "queued" ? el("button", { type: "button", title: "earlier", onclick: () => moveJob(job.id, job.position - 1) }, "↑") : null,
-    job.status === "queued" ? el("button", { type: "button", title: "later", onclick: () => moveJob(job.id, job.position + 1) }, "↓") : null,
-    el("button", { type: "button", title: "cancel", onclick: () => cancelJob(job.id) }, "✕"))));
+  const button = (title, text, onclick) => el("button", { type: "button", title, onclick }, text);
+  $("queue").replaceChildren(...live.map((job) => {
+    const where = job.status === "running" ? `running ${job.step}/${job.total}` : `#${job.position + 1}`;
+    const waiting = job.status === "queued";
+    return el("li", { "data-job": job.id }, `${job.run} · ${job.form} · ${where}`,
+      waiting ? button("earlier", "↑", () => moveJob(job.id, job.position - 1)) : null,
+      waiting ? button("later", "↓", () => moveJob(job.id, job.position + 1)) : null,
+      button("cancel", "✕", () => cancelJob(job.id)));
+  }));
 }
 
 async function refreshHistory() {
   const { jobs } = await api("/api/history?limit=30");
   $("history").replaceChildren(...jobs.map((job) => {
     const first = job.outputs.find((o) => o.type === "image") || job.outputs[0];
-    const thumb = first && first.type === "image" ? el("img", { src: fileUrl(job.id, first.file), class: "pixelated", alt: "" })
+    const thumb = first && first.type === "image"
+      ? el("img", { src: fileUrl(job.id, first.file), class: "pixelated", alt: "" })
       : el("div", { class: "muted" }, first ? first.type : "no output");
     return el("div", { class: "history-item", "data-job": job.id }, thumb,
       el("div", { class: `status-${job.status}` }, `${job.run} · ${job.form} · ${job.status}`),
@@ -332,7 +342,7 @@ async function reuse(job, seed) {
   const settings = { ...job.settings, params: { ...job.settings.params } };
   if (seed !== undefined) Object.assign(settings.params, { seed, n: 1 });
   await applySettings(settings);
-  for (const name of job.settings.uploads || []) if (name === "image") loadImageUrl(fileUrl(job.id, "upload-image.png"));
+  if ((job.settings.uploads || []).includes("image")) loadImageUrl(fileUrl(job.id, "upload-image.png"));
 }
 
 async function applySettings(settings) {
