@@ -386,7 +386,8 @@ def test_without_a_token_only_loopback_hosts_same_origin_are_served(client, stud
     assert_error(client.post("/api/jobs", json={}, headers={"Origin": "http://attacker.example"}), 403, "cross-origin")
 
 
-def test_serve_refuses_a_public_address_without_a_token(user_error, runs):
+def test_serve_refuses_a_public_address_without_a_token(user_error, runs, monkeypatch):
+    monkeypatch.delenv("UNNOISE_TOKEN", raising=False)
     user_error(["serve", "--runs", str(runs), "--host", "0.0.0.0"], "--host 0.0.0.0", "--token")
     user_error(["serve", "--runs", str(runs / "nothing")], "--runs", "not a directory")
     user_error(["serve", "--runs", str(runs), "--token", "short"], "--token")

@@ -2,12 +2,14 @@
 Binds 127.0.0.1 unless given --token; with a token every request must carry it."""
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
 from ..errors import UnnoiseError
 from .common import add_device, check_number
 
+TOKEN_VARIABLE = "UNNOISE_TOKEN"
 SUMMARY = "serve the studio: a web page over the runs in a folder (generate, restore, queue, history)"
 
 
@@ -17,8 +19,9 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; any other address needs --token)")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--token", help="required on every request (?token=T once in the browser, or a Bearer header); "
-                                   "'random' draws one and prints the URL")
+    p.add_argument("--token", default=os.environ.get(TOKEN_VARIABLE) or None,
+                   help="required on every request (?token=T once in the browser, or a Bearer header); 'random' "
+                        f"draws one and prints the URL; default: ${TOKEN_VARIABLE} (kept out of the process list)")
     p.add_argument("--workers", type=int, default=1, help="jobs run at the same time on the device (default 1)")
     p.add_argument("--max-upload-mb", type=float, default=8.0, help="largest upload in MiB (default 8)")
     p.add_argument("--max-upload-pixels", type=int, default=4096 * 4096, help="largest upload in pixels")
