@@ -69,10 +69,16 @@ class JobContext:
         self.check_cancelled()
 
     def callback(self, i, sigma, x, x0) -> None:
-        """The sampler callback: one step done; a preview of x0 every few steps (image data)."""
-        if self.config.spec.modality == "image" and i % self.preview_every == 0 and x0 is not None:
+        """The sampler callback: one step done; a preview of x0 every few steps (for 1- or 3-channel images in
+        data space; a latent run's x0 lives in its codec's space and is not shown)."""
+        if i % self.preview_every == 0 and self._previewable(x0):
             self.job.preview = png_bytes(x0[0].detach().float().clamp(-1, 1), {})
         self.advance()
+
+    def _previewable(self, x0) -> bool:
+        shape = tuple(self.config.data_shape)
+        return (self.config.spec.modality == "image" and x0 is not None and tuple(x0.shape[1:]) == shape
+                and shape[0] in (1, 3))
 
     def path(self, name: str) -> Path:
         return self.out_dir / name
