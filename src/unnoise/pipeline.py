@@ -14,7 +14,7 @@ runs its `sample.steps` steps and any other sampler gets the same number of mode
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -145,7 +145,12 @@ class Pipeline:
         scale = s.guidance if request.guidance is None else request.guidance
         interval = tuple(s.guidance_interval if request.guidance_interval is None else request.guidance_interval)
         rescale = s.guidance_rescale if request.guidance_rescale is None else request.guidance_rescale
-        return cfg(self.denoiser, scale, self.conditions.null, interval=interval or None, rescale=rescale)
+        null = self.conditions.null
+        if request.control is not None and (request.label is not None or request.prompt is not None):
+            from .conditions.control import keeping_control  # ControlNet: the control in both branches
+
+            null = keeping_control(null, self.condition(replace(request, label=None, prompt=None), 1))
+        return cfg(self.denoiser, scale, null, interval=interval or None, rescale=rescale)
 
     def plan(self, request: SampleRequest, denoiser=None) -> SamplingPlan:
         """The sampler function and grid the request runs (auto: calibrated, or read from the cache)."""

@@ -26,7 +26,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("control")
     base = config_from_dict(apply_overrides(preset("shapes"), TINY_DATA + TINY_TRAIN + [
         "train.steps=2", "model.network_options.base_channels=8", "model.network_options.channel_mult=[1,2]",
-        "model.network_options.attention_resolutions=[]"]))
+        "model.network_options.attention_resolutions=[]", 'model.conditions=["label"]']))
     train_run(base, root / "base", preview=False)
     control = config_from_dict(apply_overrides(preset("shapes-control"), TINY_DATA + TINY_TRAIN + [
         "train.steps=3", "train.lr=0.01", f"model.init_from.run={root / 'base'}"]))
@@ -38,7 +38,7 @@ def test_control_run_takes_the_base_network_and_keeps_its_weights(runs):
     saved = json.loads((runs / "control" / "config.json").read_text())
     base_saved = json.loads((runs / "base" / "config.json").read_text())
     assert saved["model"]["network_options"] == base_saved["model"]["network_options"]
-    assert saved["model"]["conditions"] == ["control"]
+    assert saved["model"]["conditions"] == ["label", "control"]  # the base's conditions, and the control
     base_weights = read_checkpoint_tensors(runs / "base", "ema.safetensors")
     assert saved["model"]["init_from"]["sha256"] == tensors_sha256(base_weights)
     pipe = Pipeline.load(runs / "control", device="cpu")
@@ -69,7 +69,7 @@ def test_sampling_with_controls(runs):
         base.sample(SampleRequest(**request, control=edges))
 
 
-def test_guidance_extrapolates_from_the_base_towards_the_controlled_model(runs, assert_close_eps):
+def test_guidance_acts_on_the_control_alone_or_on_the_other_conditions(runs, assert_close_eps):
     pipe, base = Pipeline.load(runs / "control", device="cpu"), Pipeline.load(runs / "base", device="cpu")
     edges = canny(load_shapes(size=16, n=1).x)[0]
     request = SampleRequest(n=2, control=edges, guidance=3.0)
@@ -79,6 +79,14 @@ def test_guidance_extrapolates_from_the_base_towards_the_controlled_model(runs, 
         guided = pipe.guided(request)(x, sigma, cond)
         d_control, d_base = pipe.denoiser(x, sigma, cond), base.denoiser(x, sigma)
     assert_close_eps(guided, d_base + 3.0 * (d_control - d_base), ulps=512, scale=x.abs().max())
+    # with a class too, the control stays in both branches and guidance acts on the class
+    request = SampleRequest(n=2, control=edges, label=1, guidance=3.0)
+    cond = pipe.condition(request, 2)
+    null_label = {**cond, "label": torch.full((2,), pipe.conditions.get("label").null_label)}
+    with torch.no_grad():
+        guided = pipe.guided(request)(x, sigma, cond)
+        d_class, d_no_class = pipe.denoiser(x, sigma, cond), pipe.denoiser(x, sigma, null_label)
+    assert_close_eps(guided, d_no_class + 3.0 * (d_class - d_no_class), ulps=512, scale=x.abs().max())
 
 
 def test_cli_samples_with_control_images(runs, tmp_path, user_error):

@@ -5,7 +5,9 @@ The part is {"images": (B, K, C, H, W) in [0, 1], "scales": (B, K)}: K = CONTROL
 sample, each with its scale; unused slots have scale 0 and cost nothing (the network skips a slot whose
 scale is 0 in every row). Training rows fill slot 0 with scale 1. The null is scale 0 everywhere, which
 the zero-initialised ControlNet turns into exactly the base model: classifier-free guidance then
-extrapolates from the base towards the controlled model, and "no control" always works.
+extrapolates from the base towards the controlled model, and "no control" always works. Given with a class
+or a prompt, the control stays in both branches instead (`keeping_control`, Pipeline.guided) and guidance
+acts on those.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UnnoiseError
-from .base import drop_mask
+from .base import drop_mask, expand_condition
 
 CONTROL_SLOTS = 4  # control images per sample at most (several controls at once: summed residuals)
 
@@ -90,3 +92,10 @@ class ControlCondition:
         stack = torch.stack(images)[None].expand(n, *[-1] * 4)  # (n, k, C, H, W)
         part = self.part(stack, torch.tensor(scales, dtype=torch.float32)[None].expand(n, -1))
         return {key: value.to(device) for key, value in part.items()}
+
+
+def keeping_control(null, cond: dict):
+    """The null condition (a callable n -> condition) with the control part of `cond` (batch 1) in every row:
+    classifier-free guidance then acts on the other conditions, the control applied to both branches."""
+    control = cond["control"]
+    return lambda n: {**null(n), "control": expand_condition(control, n)}
