@@ -1,8 +1,8 @@
 """E(3)-equivariant diffusion on QM9 (EDM for molecules): train the qm9-noh and qm9 presets for a fixed CPU
 budget through the library's own path (run/training.train_run), and the same for a non-equivariant baseline
 of equal size (nn/atom_transformer.py: a transformer on raw coordinates, same loop and sampler), sample
-through the Pipeline and report the field's metrics (eval/molecules.py: atom and molecule stability, RDKit validity, uniqueness, novelty
-against the run's training molecules), with molecule stability's learning curve.
+through the Pipeline and report the field's metrics (eval/molecules.py: atom and molecule stability, RDKit
+validity, uniqueness, novelty against the run's training molecules), with molecule stability's learning curve.
 
     python benchmarks/molecules.py --json                  # 60 minutes training per variant, 1,000 samples
     python benchmarks/molecules.py --quick --json          # 2,000 training molecules, ~2 minutes per variant
@@ -18,8 +18,8 @@ fit in --minutes, and it resumes to that many steps, stopping at `curve` evenly 
 seeds 0..n-1, atom counts drawn from the training histogram. Needs rdkit and qm9pack.
 
 Prints one JSON object:
-  {"config", "variants": {"noh"|"h"|"noh-baseline"|"h-baseline": {"preset", "network", "parameters", "train_steps", "train_seconds",
-      "metrics": {"atom_stability", "molecule_stability", "validity", "uniqueness", "novelty", ...},
+  {"config", "variants": {"noh"|"h"|"noh-baseline"|"h-baseline": {"preset", "network", "parameters",
+      "train_steps", "train_seconds", "metrics": {"atom_stability", "molecule_stability", "validity", "uniqueness", "novelty", ...},
       "curve": [{"step", "atom_stability", "molecule_stability", "validity"}, ...], "sample_seconds"}},
    "properties": {"alpha"|...: {"mae", "reference": {"naive", "atoms", "data"}, "train_steps", ...}},
    "targets", "wall_seconds"}
@@ -75,8 +75,10 @@ def matched_width(cfg: dict, num_features: int) -> int:
     EGNN's: the two networks are compared at equal size."""
     target = parameters("egnn", {"num_features": num_features, "hidden": cfg["hidden"], "depth": cfg["depth"]})
     widths = range(HEADS, 8 * cfg["hidden"] + 1, HEADS)
-    return min(widths, key=lambda w: abs(parameters("atom_transformer", {"num_features": num_features, "width": w,
-                                                                         "depth": cfg["depth"], "heads": HEADS}) - target))
+    def size(width: int) -> int:
+        return parameters("atom_transformer", {"num_features": num_features, "width": width, "depth": cfg["depth"],
+                                               "heads": HEADS})
+    return min(widths, key=lambda width: abs(size(width) - target))
 
 
 def network_sets(name: str, cfg: dict) -> list[str]:
@@ -134,7 +136,8 @@ def train_variant(name: str, cfg: dict, threads: int, root: Path) -> dict:
     curve.append(point(mark, metrics))
     config = read_run_config(run_dir)
     return {"preset": VARIANTS[name], "network": config.model.network,
-            "parameters": sum(p.numel() for p in build_denoiser(config).net.parameters()), "train_steps": summary["steps"],
+            "parameters": sum(p.numel() for p in build_denoiser(config).net.parameters()),
+            "train_steps": summary["steps"],
             "train_seconds": round(train_seconds, 1), "seconds_per_step": round(per_step, 3),
             "sample_seconds": round(time.perf_counter() - begin, 1), "metrics": metrics, "curve": curve}
 
@@ -191,7 +194,8 @@ def plot_curves(variants: dict, path: Path, width: int = 640, height: int = 360)
     draw = pillow_draw().Draw(picture)
     last = max(point["step"] for v in variants.values() for point in v["curve"])
     def xy(point, key):
-        return (margin + point["step"] / last * (width - 2 * margin), height - margin - point[key] * (height - 2 * margin))
+        x = margin + point["step"] / last * (width - 2 * margin)
+        return x, height - margin - point[key] * (height - 2 * margin)
     draw.rectangle([margin, margin, width - margin, height - margin], outline=(160, 160, 160))
     for row, (name, v) in enumerate(variants.items()):
         colour = COLOURS.get(name, (0, 0, 0))

@@ -152,7 +152,8 @@ def test_edge_messages_equal_phi_e_on_the_concatenated_pair():
     layer = network().layers[0]
     g = torch.Generator().manual_seed(5)
     h = torch.randn(2, 5, 16, generator=g, dtype=torch.float64)
-    d, a = torch.rand(2, 5, 5, 1, generator=g, dtype=torch.float64), torch.rand(2, 5, 5, 1, generator=g, dtype=torch.float64)
+    d = torch.rand(2, 5, 5, 1, generator=g, dtype=torch.float64)
+    a = torch.rand(2, 5, 5, 1, generator=g, dtype=torch.float64)
     pair = torch.cat([h.unsqueeze(2).expand(-1, -1, 5, -1), h.unsqueeze(1).expand(-1, 5, -1, -1), d, a], dim=-1)
     with torch.no_grad():
         expected = layer.phi_e(pair)

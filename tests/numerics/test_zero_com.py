@@ -108,7 +108,8 @@ def test_molecule_ode_likelihood_equals_the_subspace_gaussian_density():
                                      generator=torch.Generator().manual_seed(1))
     scale = math.sqrt((s0**2 + hi**2) / (s0**2 + lo**2))
     dims = subspace_dimension(mask, F).to(torch.float64)
-    expected = subspace_gaussian_log_density(x * scale, mask, torch.tensor(hi, dtype=torch.float64)) + dims * math.log(scale)
+    prior = subspace_gaussian_log_density(x * scale, mask, torch.tensor(hi, dtype=torch.float64))
+    expected = prior + dims * math.log(scale)
     data = subspace_gaussian_log_density(x, mask, torch.tensor(math.sqrt(s0**2 + lo**2), dtype=torch.float64))
     assert ((expected - data).abs() <= 1e-3 * dims).all()  # the prior N(0, sigma_max^2) is nearly the data's
     probes = draw_probes("rademacher", draws, x.shape, torch.Generator().manual_seed(1), x.dtype)

@@ -155,7 +155,7 @@ def test_config_json_round_trip(kind, cfg):
 
 
 def test_registry_errors():
-    with pytest.raises(UnnoiseError, match="unknown network 'nope'; valid: atom_transformer, egnn, mlp, transformer, unet"):
+    with pytest.raises(UnnoiseError, match="unknown network 'nope'; valid: atom_transformer, egnn, mlp, transformer"):
         build_network("nope", {})
     with pytest.raises(UnnoiseError, match="'widht'.*valid: in_dim, hidden"):
         network_config_from_dict("mlp", {"in_dim": 2, "widht": 3})

@@ -47,7 +47,8 @@ def train_predictor(dataset, name: str, *, steps: int = 1000, batch_size: int = 
     """A PropertyPredictor trained on `dataset` (a molecules_dataset) for property `name`; returns
     {"model", "mean", "mad", "steps", "final_loss"} (the model in eval mode)."""
     if name not in getattr(dataset, "properties", {}):
-        raise UnnoiseError(f"property {name!r}: not among the dataset's {', '.join(getattr(dataset, 'properties', {}))}")
+        known = ", ".join(getattr(dataset, "properties", {}))
+        raise UnnoiseError(f"property {name!r}: not among the dataset's {known}")
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     values = dataset.properties[name].float()
@@ -68,7 +69,8 @@ def train_predictor(dataset, name: str, *, steps: int = 1000, batch_size: int = 
 @torch.no_grad()
 def predict(predictor: dict, x: Tensor, mask: Tensor, batch_size: int = 256) -> Tensor:
     """Predicted property values (M,) in the dataset's units for molecules x (M, N, 3 + F)."""
-    parts = [predictor["model"](x[i:i + batch_size].float(), mask[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    model, starts = predictor["model"], range(0, len(x), batch_size)
+    parts = [model(x[i:i + batch_size].float(), mask[i:i + batch_size]) for i in starts]
     return torch.cat(parts) * predictor["mad"] + predictor["mean"]
 
 
