@@ -104,3 +104,21 @@ def test_cli_samples_with_control_images(runs, tmp_path, user_error):
     user_error(["sample", str(runs / "control"), "--control-scale", "2", "--out", str(out)], "--control-scale")
     user_error(["sample", str(runs / "control"), "--control", str(tmp_path / "missing.png"), "--out", str(out)],
                "not found")
+
+
+def test_a_changed_base_is_refused(runs):
+    import dataclasses
+
+    from unnoise.run.control import control_config
+    from unnoise.run.load import read_run_config
+
+    config = read_run_config(runs / "control")
+    assert control_config(config).model.init_from == config.model.init_from  # resuming: the same base
+    model = dataclasses.replace(config.model, init_from={**config.model.init_from, "sha256": "0" * 64})
+    with pytest.raises(UnnoiseError, match="changed since"):
+        control_config(dataclasses.replace(config, model=model))
+    pipe = Pipeline.load(runs / "control", device="cpu")
+    with torch.no_grad():
+        pipe.denoiser.net.base.stem.weight[0, 0, 0, 0] += 1e-6
+    with pytest.raises(UnnoiseError, match="base weights changed"):
+        check_base(pipe.denoiser.net, pipe.config)
