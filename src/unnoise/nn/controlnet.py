@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import math
 
-import torch
 from torch import Tensor, nn
 
 from ..conditions.base import named_condition
@@ -124,6 +123,7 @@ class ControlledUNet(nn.Module):
 
     @classmethod
     def from_unet(cls, base: UNet, control_channels: int, control_factor: int = 1) -> "ControlledUNet":
+        """`base` (frozen from now on) with a ControlNet copied from it (see ControlNet.from_unet)."""
         return cls(base, ControlNet.from_unet(base, control_channels, control_factor))
 
     def train(self, mode: bool = True) -> "ControlledUNet":
