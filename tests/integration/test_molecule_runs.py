@@ -129,6 +129,18 @@ def test_sdf_of_methane_holds_its_geometry_and_bonds(tmp_path):
         assert np.allclose(molecule.GetConformer().GetPositions(), positions, atol=1e-4)
 
 
+def test_3d_view_draws_bonds_and_element_colours():
+    """Hydrogen fluoride: a bond (grey line) between a light-grey H disc and a green F disc, at the picture's
+    middle height after the principal-axes turn (the bond lies along the widest axis)."""
+    from unnoise.io.molecules import ELEMENT_COLOURS, view_image
+
+    _, symbols, positions = MOLECULES[3]
+    picture = np.asarray(view_image(positions, symbols, size=100))
+    colours = {tuple(c) for c in picture.reshape(-1, 3).tolist()}
+    assert ELEMENT_COLOURS["F"] in colours and ELEMENT_COLOURS["H"] in colours and (120, 120, 120) in colours
+    assert tuple(picture[50, 50]) == (120, 120, 120)  # the bond passes through the centre
+
+
 def test_molecule_objective_noise_is_projected_and_carries_the_mask(run):
     from unnoise.conditions import Conditions
     from unnoise.data import load_dataset

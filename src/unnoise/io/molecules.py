@@ -1,6 +1,6 @@
 """Molecule samples to files: SDF (V2000 molfiles with 3-D coordinates and the evaluator's bonds), XYZ,
-and a picture (RDKit's 2-D depictions when RDKit is installed and the spec names the atom types, else the
-atoms' x-y projection).
+and a picture: RDKit's 2-D depictions (when RDKit is installed) above 3-D views (principal-axes projection,
+bonds from distances, atoms coloured by element); the atoms' x-y projection when the spec names no types.
 
 A molecule sample is (N, 3 + F): coordinates in Å, then F features whose first len(spec.atom_types) columns
 are the scaled one-hot atom types (molecules/features.py). Real atoms are the rows with any non-zero entry
@@ -87,6 +87,59 @@ def depiction_grid(molecules):
     return Draw.MolsToGridImage(drawn, molsPerRow=GRID_COLUMNS, subImgSize=(DEPICTION_SIZE, DEPICTION_SIZE))
 
 
+ELEMENT_COLOURS = {"H": (200, 200, 200), "C": (60, 60, 60), "N": (40, 80, 220), "O": (220, 40, 40),
+                   "F": (40, 170, 60)}
+VIEW_SIZE = 200  # pixels per molecule in a grid of 3-D views
+
+
+def view_image(positions: np.ndarray, symbols: Sequence[str], size: int = VIEW_SIZE):
+    """A 3-D view of one molecule (a Pillow image): the positions turned to their principal axes (the
+    widest spread left-right, the second up-down, the third towards the viewer), bonds of molecules/bonds.py
+    as lines (one per order), atoms as discs coloured by element, far atoms drawn first."""
+    from .files import pillow_draw, pillow_image
+
+    picture = pillow_image().new("RGB", (size, size), (255, 255, 255))
+    if len(symbols) == 0:
+        return picture
+    centred = positions - positions.mean(axis=0)
+    axes = np.linalg.svd(centred, full_matrices=True)[2] if len(symbols) > 1 else np.eye(3)
+    view = centred @ axes.T  # (n, 3): x, y in the picture, z towards the viewer
+    scale = 0.4 * size / max(float(np.abs(view[:, :2]).max()), 1.0)
+    points = [(size / 2 + scale * x, size / 2 - scale * y) for x, y in view[:, :2].tolist()]
+    draw, orders = pillow_draw().Draw(picture), bond_orders(positions, list(symbols))
+    for i, j in zip(*np.nonzero(np.triu(orders))):
+        draw.line([points[i], points[j]], fill=(120, 120, 120), width=2 * int(orders[i, j]))
+    radius = max(3, size // 40)
+    for k in np.argsort(view[:, 2]):
+        x, y = points[k]
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=(0, 0, 0),
+                     fill=ELEMENT_COLOURS.get(symbols[k], (150, 0, 150)))
+    return picture
+
+
+def view_grid(molecules):
+    """3-D views of molecules in a grid of GRID_COLUMNS (a Pillow image)."""
+    from .files import pillow_image, tile_arrays
+
+    tiles = [np.asarray(view_image(positions, symbols)) for positions, symbols in molecules]
+    return pillow_image().fromarray(tile_arrays(tiles, columns=min(GRID_COLUMNS, len(tiles))))
+
+
+def molecule_picture(molecules):
+    """RDKit's 2-D depictions above the 3-D views (only the views without RDKit)."""
+    from .files import pillow_image
+
+    views = view_grid(molecules)
+    if importlib.util.find_spec("rdkit") is None:
+        return views
+    depictions = depiction_grid(molecules).convert("RGB")
+    width = max(depictions.width, views.width)
+    picture = pillow_image().new("RGB", (width, depictions.height + views.height), (255, 255, 255))
+    picture.paste(depictions, (0, 0))
+    picture.paste(views, (0, depictions.height))
+    return picture
+
+
 def _write_text(path: Path, text: str) -> Path:
     path = prepare_path(path)
     partial = path.with_name(f".{path.name}.partial")
@@ -96,10 +149,9 @@ def _write_text(path: Path, text: str) -> Path:
 
 
 def write_molecule_samples(x: torch.Tensor, spec, path: str | Path, names: Sequence[str] | None = None) -> list[Path]:
-    """Write molecule samples x (B, N, 3 + F): .sdf, .xyz, or a picture (.png/.jpg) of the first 64 (the
-    atoms' x-y projection when RDKit is missing or the spec names no atom types)."""
+    """Write molecule samples x (B, N, 3 + F): .sdf, .xyz, or a picture (.png/.jpg) of the first 64."""
     suffix = check_suffix(path, MOLECULE_FORMATS, "molecule samples")
-    if suffix not in (".sdf", ".xyz") and (not spec.atom_types or importlib.util.find_spec("rdkit") is None):
+    if suffix not in (".sdf", ".xyz") and not spec.atom_types:  # no elements known: the atoms' x-y projection
         from .points import write_points_samples
 
         return write_points_samples(x[:MAX_DRAWN], spec, path)
@@ -109,4 +161,4 @@ def write_molecule_samples(x: torch.Tensor, spec, path: str | Path, names: Seque
         return [_write_text(Path(path), sdf_text(molecules, names))]
     if suffix == ".xyz":
         return [_write_text(Path(path), xyz_text(molecules, names))]
-    return [save_picture(depiction_grid(molecules[:MAX_DRAWN]), path)]
+    return [save_picture(molecule_picture(molecules[:MAX_DRAWN]), path)]
