@@ -11,7 +11,7 @@ The formats each modality writes (the suffix of `path` picks one; any other is a
             .png .jpg .jpeg     a grid of their spectrograms
   points    .png .jpg .jpeg     a scatter (one point per sample) or a grid of clouds (x-y projection)
   molecule  .sdf .xyz          every molecule (SDF: 3-D molfiles with the evaluator's bonds), io/molecules.py
-            .png .jpg .jpeg     RDKit's 2-D depictions of the first 64 (without RDKit: the atoms' x-y projection)
+            .png .jpg .jpeg     the first 64: RDKit's 2-D depictions (with RDKit) above 3-D views
   tokens    .txt                one line of text per sample (ids, or words through `vocabulary=`)
   video     .gif                an animation; .png .jpg .jpeg: every frame in a grid
   trajectory .png .jpg .jpeg    a grid of the plans' x-y paths (channels 0 and 1), io/trajectory.py
