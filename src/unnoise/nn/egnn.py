@@ -137,4 +137,4 @@ class EGNN(nn.Module):
             got = "none" if part is None else tuple(part.shape)
             raise ValueError(f"EGNN with properties={self.config.properties} needs cond['property'] of shape "
                              f"{expected}, got {got}")
-        return part.to(x.dtype)
+        return part.to(device=x.device, dtype=x.dtype)
