@@ -122,3 +122,32 @@ def test_a_changed_base_is_refused(runs):
         pipe.denoiser.net.base.stem.weight[0, 0, 0, 0] += 1e-6
     with pytest.raises(UnnoiseError, match="base weights changed"):
         check_base(pipe.denoiser.net, pipe.config)
+
+
+def test_control_on_a_latent_base(tmp_path):
+    """A latent base: the control image stays at the data's size and is encoded down to the latent size; the
+    training controls come from the images (not the latents); scale 0 is still exactly the base."""
+    from unnoise.data.landscapes import load_landscapes
+
+    data = {"name": "landscapes", "options": {"size": 32, "n": 8, "split": "train"}}
+    train = {"steps": 2, "batch_size": 4, "sample_every": 0, "checkpoint_every": 0, "warmup_steps": 1, "threads": 1}
+    autoencoder = {"network": "autoencoder", "network_options": {"channels": 8, "groups": 8}}
+    train_run(config_from_dict({"data": data, "train": train, "model": autoencoder}), tmp_path / "ae", preview=False)
+    unet = {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": []}
+    latent = {"network": "unet", "process": "edm", "prediction": "edm", "codec": str(tmp_path / "ae"), "network_options": unet}
+    train_run(config_from_dict({"data": data, "train": train, "model": latent, "sample": {"steps": 2, "n": 2}}),
+              tmp_path / "ldm", preview=False)
+    control = config_from_dict(apply_overrides(preset("landscapes-control"), [
+        "data.options.n=8", "train.steps=2", "train.batch_size=4", "train.checkpoint_every=0", "train.threads=1",
+        "train.lr=0.01", f"model.init_from.run={tmp_path / 'ldm'}"]))
+    train_run(control, tmp_path / "seg", preview=False)
+    pipe, base = Pipeline.load(tmp_path / "seg", device="cpu"), Pipeline.load(tmp_path / "ldm", device="cpu")
+    assert pipe.denoiser.net.control.downsample == 4 and pipe.config.model.codec == base.config.model.codec
+    check_base(pipe.denoiser.net, pipe.config)
+    seg = load_landscapes(size=32, n=1)
+    image = pipe.conditions.get("control").kind.extract(seg.x, torch.tensor([0]), seg)[0]  # (3, 32, 32) class colours
+    request = dict(n=2, seed=1, sampler="euler", steps=2)
+    plain = base.sample(SampleRequest(**request))
+    assert plain.shape == (2, 3, 32, 32)
+    assert torch.equal(pipe.sample(SampleRequest(**request, control={"images": [image], "scales": [0]})), plain)
+    assert not torch.equal(pipe.sample(SampleRequest(**request, control=image)), plain)

@@ -51,7 +51,11 @@ class ControlCondition:
         return self.kind.extract(x, index, self.dataset).float()
 
     def from_batch(self, batch: dict) -> dict[str, Tensor]:
-        images = self.extract(batch["x"], batch.get("index"))
+        """Each training row's control, from its image (a latent run's batch holds latents: the images are
+        the dataset's `pixels` at the batch's rows)."""
+        pixels, index = getattr(self.dataset, "pixels", None), batch.get("index")
+        x = batch["x"] if pixels is None or index is None else pixels[index.cpu()].to(batch["x"].device)
+        images = self.extract(x, index)
         return self.part(images[:, None], torch.ones(len(images), 1))
 
     def null(self, n: int, device=None) -> dict[str, Tensor]:

@@ -18,7 +18,7 @@ from .checkpoint import read_checkpoint_tensors
 from .config import RunConfig
 
 BASE_FIELDS = ("network", "network_options", "process", "process_options", "prediction", "sigma_data",
-               "learned_variance", "text_max_tokens", "text_layers", "lowres_factor")
+               "learned_variance", "text_max_tokens", "text_layers", "lowres_factor", "codec")
 BASE_TRAIN_FIELDS = ("density", "p_mean", "p_std", "weighting", "min_snr_gamma")  # the base's noise levels and loss
 
 
@@ -62,9 +62,6 @@ def _base_config(config: RunConfig, base_dir: Path):
     if base.model.network != "unet":
         raise UnnoiseError(f"model.init_from.run: a ControlNet needs a U-Net base, {base_dir} has "
                            f"model.network={base.model.network!r}")
-    if getattr(base.model, "codec", None):
-        raise UnnoiseError(f"model.init_from.run: {base_dir} is a latent run; control runs need a pixel base "
-                           f"(latent bases are not supported yet)")
     if base.data.name != config.data.name:
         raise UnnoiseError(f"data.name: the base run {base_dir} was trained on {base.data.name!r}, not "
                            f"{config.data.name!r}")
@@ -98,12 +95,20 @@ def control_config(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, model=model, train=train)
 
 
+def control_factor(config: RunConfig) -> int:
+    """Control image size / network input size: a latent run's codec downsampling, else 1."""
+    codec = config.model.codec
+    latent = codec.get("latent_shape") if isinstance(codec, dict) else None
+    return int(config.data_shape[-1]) // int(latent[-1]) if latent else 1
+
+
 def controlled_network(base, config: RunConfig):
-    """The base network with a ControlNet for the run's control kind (build_denoiser's hook)."""
+    """The base network with a ControlNet for the run's control kind (build_denoiser's hook); on a latent
+    run the control image, at the data's size, is encoded down to the latent size."""
     from ..control import control_kind
     from ..nn.controlnet import ControlledUNet
 
-    return ControlledUNet.from_unet(base, control_kind(config.model.control_kind).channels)
+    return ControlledUNet.from_unet(base, control_kind(config.model.control_kind).channels, control_factor(config))
 
 
 def init_control(net, config: RunConfig) -> str:

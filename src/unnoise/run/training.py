@@ -70,7 +70,10 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
         config = resolve_molecule_config(config, dataset)
     config = resolve_distill_config(config)  # a few-step student: its recipe and step schedule (run/distill.py)
     dist = Distributed.from_env(resolve_device(device if device is not None else tc.device))
+    pixels = dataset.x
     dataset = encode_dataset(config, dataset, dist.device)  # a latent run trains on its codec's latents
+    if is_control_config(config):  # controls come from the images, not the latents (conditions/control.py)
+        dataset.pixels = pixels
     denoiser = build_denoiser(config)  # a TextModel for a text run (run/text.py), an AutoencoderModel (run/latent.py)
     if is_control_config(config):  # the frozen base run's weights, a ControlNet copied from them
         init_control(denoiser.net, config)
