@@ -117,6 +117,10 @@ def test_a_changed_base_is_refused(runs):
     model = dataclasses.replace(config.model, init_from={**config.model.init_from, "sha256": "0" * 64})
     with pytest.raises(UnnoiseError, match="changed since"):
         control_config(dataclasses.replace(config, model=model))
+    other_size = config_from_dict(apply_overrides(preset("shapes-control"), [
+        "data.options.n=8", "data.options.size=32", f"model.init_from.run={runs / 'base'}"]))
+    with pytest.raises(UnnoiseError, match=r"data of shape \(3, 16, 16\)"):
+        train_run(other_size, runs / "other", preview=False)
     pipe = Pipeline.load(runs / "control", device="cpu")
     with torch.no_grad():
         pipe.denoiser.net.base.stem.weight[0, 0, 0, 0] += 1e-6

@@ -116,7 +116,13 @@ def init_control(net, config: RunConfig) -> str:
     ControlNet from them; returns the base's SHA-256."""
     from ..nn.controlnet import ControlNet
 
+    from .load import read_run_config
+
     base_dir, recorded = base_dir_of(config), config.model.init_from.get("sha256")
+    base_shape = tuple(read_run_config(base_dir).data_shape)
+    if tuple(config.data_shape) != base_shape:
+        raise UnnoiseError(f"data.options: the base run {base_dir} was trained on data of shape {base_shape}, "
+                           f"this run's is {tuple(config.data_shape)}")
     state = read_checkpoint_tensors(base_dir, "ema.safetensors")
     sha256 = tensors_sha256(state)
     if recorded is not None and recorded != sha256:
