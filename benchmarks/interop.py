@@ -70,10 +70,14 @@ def diffusers_reference(folder: Path, dtype):
 
 
 def with_scheduler(pipe, name: str):
+    """pipe with scheduler `name`, built from the folder's own scheduler config (kept on the pipe, so no
+    option of an earlier scheduler, e.g. use_karras_sigmas, carries over)."""
     import diffusers
 
     cls, options, _, _ = DIFFUSERS[name]
-    pipe.scheduler = getattr(diffusers, cls).from_config(pipe.scheduler.config, **options)
+    if not hasattr(pipe, "folder_scheduler_config"):
+        pipe.folder_scheduler_config = pipe.scheduler.config
+    pipe.scheduler = getattr(diffusers, cls).from_config(pipe.folder_scheduler_config, **options)
     return pipe
 
 
