@@ -39,6 +39,8 @@ def test_plans_start_at_the_state_and_end_at_the_goal(maze_run):
     np.testing.assert_allclose(plans["positions"][:, 0], p, rtol=0, atol=1e-6)  # float32 channels
     np.testing.assert_allclose(plans["velocities"][:, 0], v, rtol=0, atol=1e-6)
     np.testing.assert_allclose(plans["positions"][:, -1], goals, rtol=0, atol=1e-6)
+    early = planner.scale.decode(planner.sample_plans(p, v, goals, goal_index=np.array([5, 20])))
+    np.testing.assert_allclose(early["positions"][[0, 1], [5, 20]], goals, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("flag,value,fragment", [("--start", "2,2", "inside a wall"),

@@ -73,10 +73,12 @@ def gaussian(dtype=torch.float64):
     return GaussianDenoiser(mean, 0.2 * torch.kron(channels, time))
 
 
+@pytest.mark.parametrize("replacement", [False, True])
 @pytest.mark.parametrize("sampler", SAMPLERS)
-def test_inpainted_entries_come_out_exact(sampler, assert_close_eps):
+def test_inpainted_entries_come_out_exact(sampler, replacement, assert_close_eps):
     known, mask = constraints(4)
-    D = Inpainted(gaussian(), known, mask)
+    noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    D = Inpainted(gaussian(), known, mask, noise if replacement else None)
     x = draw(D, sampler)
     assert_close_eps(x[mask], known[mask], ulps=8, scale=80.0, what=f"{sampler}: ")  # rounding of sigma_max
     assert torch.equal(D.impose(x)[mask], known[mask])
@@ -108,6 +110,22 @@ def test_policy_guidance_is_the_gaussian_product(weight, sigma, assert_close_eps
     expected = (tau**2 * d[:, ACTION] + weight * sigma**2 * mu) / (tau**2 + weight * sigma**2)
     assert_close_eps(out[:, ACTION], expected, ulps=16)
     assert torch.equal(out[:, :4], d[:, :4])
+
+
+def test_replacement_feeds_the_known_entries_at_the_current_level():
+    """With noise e the network's input holds y + sigma e on the mask and x elsewhere."""
+    known, mask = constraints(2)
+    noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    seen = []
+
+    def spy(x, sigma, cond=None):
+        seen.append(x.clone())
+        return x
+
+    x = torch.randn(2, *SHAPE, dtype=torch.float64)
+    Inpainted(spy, known, mask, noise)(x, torch.tensor([0.5, 3.0], dtype=torch.float64))
+    level = known + torch.tensor([0.5, 3.0], dtype=torch.float64).reshape(-1, 1, 1) * noise
+    assert torch.equal(seen[0][mask], level[mask]) and torch.equal(seen[0][~mask], x[~mask])
 
 
 def test_value_guidance_adds_sigma_squared_times_the_gradient(assert_close_eps):

@@ -5,6 +5,7 @@ composes with them and with each other.
 Inpainting (Diffuser's conditioning, Janner et al. 2022, Sec. 3.3): the known entries (a mask over the
 (C, L) channels) are written into the sample before the network sees it, and into its x0 estimate:
     D_c(x, sigma) = m * y + (1 - m) * D(m * y + (1 - m) * x, sigma)
+or, with a fixed noise draw e per sample, D's input holds y + sigma * e there (in distribution at level sigma).
 Every sampler's last step to sigma = 0 returns (up to rounding) the last x0 estimate, so the known entries
 come out equal to y; `impose` writes them exactly.
 
@@ -39,18 +40,26 @@ def _sigma_column(sigma, x: Tensor) -> Tensor:
 
 class Inpainted(DenoiserTransform):
     """D with the entries where `mask` is true fixed to `known` (module docstring). mask and known broadcast
-    against the samples (B, C, L)."""
+    against the samples (B, C, L). With `noise` (like the samples), the network sees the known entries at
+    the current level, y + sigma * noise (the replacement method, Song et al. 2021, App. I.2), instead of y."""
 
-    def __init__(self, D, known: Tensor, mask: Tensor):
+    def __init__(self, D, known: Tensor, mask: Tensor, noise: Tensor | None = None):
         super().__init__(D)
-        self.known, self.mask = known, mask.bool()
+        self.known, self.mask, self.noise = known, mask.bool(), noise
 
     def impose(self, x: Tensor) -> Tensor:
         """x with the known entries written in."""
         return torch.where(self.mask.to(x.device), self.known.to(x.device, x.dtype), x)
 
+    def noised(self, x: Tensor, sigma) -> Tensor:
+        """x with the known entries written in at level sigma: y + sigma * noise (y without noise)."""
+        if self.noise is None:
+            return self.impose(x)
+        level = (self.known.to(x.device, torch.float64) + _sigma_column(sigma, x) * self.noise.to(x.device)).to(x.dtype)
+        return torch.where(self.mask.to(x.device), level, x)
+
     def denoised(self, x: Tensor, sigma, cond, inner) -> Tensor:
-        return self.impose(inner(self.impose(x), sigma, cond))
+        return self.impose(inner(self.noised(x, sigma), sigma, cond))
 
 
 class PolicyGuided(DenoiserTransform):

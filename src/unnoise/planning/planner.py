@@ -22,28 +22,38 @@ from .guidance import Inpainted, PolicyGuided
 from .maze import SPEED_LIMIT, Maze
 
 HOLD = 0.25  # the plan counts as arrived once a planned position is this close to the goal (cells)
+MIN_LEAD = 8  # the goal is never put closer than this many steps ahead of the current state
 
 
 def inpainting_constraints(scale: TrajectoryScale, p: np.ndarray, v: np.ndarray, goals: np.ndarray,
-                           horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(known, mask), each (N, 6, H): the state (p, v) at t = 0 and the goal position at t = H - 1."""
+                           horizon: int, goal_index=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(known, mask), each (N, 6, H): the state (p, v) at t = 0 and the goal position at t = goal_index
+    (per body; default H - 1)."""
     n = len(p)
+    goal_index = np.full(n, horizon - 1) if goal_index is None else np.asarray(goal_index, dtype=np.int64)
     known, mask = torch.zeros(n, 6, horizon), torch.zeros(n, 6, horizon, dtype=torch.bool)
     known[:, POSITION, 0] = torch.from_numpy(scale.normalise_positions(p)).float()
     known[:, VELOCITY, 0] = torch.from_numpy(np.asarray(v) / SPEED_LIMIT).float()
-    known[:, POSITION, -1] = torch.from_numpy(scale.normalise_positions(goals)).float()
-    mask[:, POSITION, 0] = mask[:, VELOCITY, 0] = mask[:, POSITION, -1] = True
+    rows = torch.arange(n)
+    at_goal = torch.from_numpy(goal_index)
+    for channel, value in zip((0, 1), torch.from_numpy(scale.normalise_positions(goals)).float().T):
+        known[rows, channel, at_goal] = value
+        mask[rows, channel, at_goal] = True
+    mask[:, POSITION, 0] = mask[:, VELOCITY, 0] = True
     return known, mask
 
 
 @dataclass
 class PlanSettings:
     """How plans are sampled: the sampling request (sampler, steps / nfe; None: the run's), the replanning
-    period in steps, and the seed of the first plan's noise (plan k of N bodies uses the next N seeds)."""
+    period in steps, the seed of the first plan's noise (plan k of N bodies uses the next N seeds), and
+    whether the constraints reach the network noised to the current level (replacement) or clean."""
 
     request: SampleRequest = SampleRequest()
     replan_every: int = 32
     seed: int = 0
+    replacement: bool = True  # the network sees the constraints noised to the current level (guidance.Inpainted)
+    shrink: bool = True  # keep the planned arrival step (goal_index) instead of the goal at H - 1 every replan
 
 
 class DiffusionPlanner:
@@ -56,28 +66,41 @@ class DiffusionPlanner:
         self.plans: list[np.ndarray] = []  # every plan's positions (N, H, 2), in order
         self.goals, self.references, self.clock, self.calls = None, None, 0, 0
 
-    def sample_plans(self, p: np.ndarray, v: np.ndarray, goals: np.ndarray, policy=None, weight: float = 0.0):
-        """Plans (N, 6, H) in normalised channels for bodies at (p, v) with `goals`, the constraints exact;
-        with a `policy` (PolicyGuided's form) also tilted by it with weight lambda = `weight`."""
-        known, mask = inpainting_constraints(self.scale, p, v, goals, self.horizon)
+    def sample_plans(self, p: np.ndarray, v: np.ndarray, goals: np.ndarray, policy=None, weight: float = 0.0,
+                     goal_index=None):
+        """Plans (N, 6, H) in normalised channels for bodies at (p, v) with `goals` at `goal_index` (default
+        H - 1), the constraints exact; with a `policy` (PolicyGuided's form) also tilted by it with weight
+        lambda = `weight`."""
+        known, mask = inpainting_constraints(self.scale, p, v, goals, self.horizon, goal_index)
         D = PolicyGuided(self.pipe.denoiser, policy, weight) if policy is not None else self.pipe.denoiser
-        D = Inpainted(D, known.to(self.pipe.device), mask.to(self.pipe.device))
-        plan = self.pipe.plan(self.settings.request, D)
         first = self.settings.seed + self.calls * len(p)
         self.calls += 1
+        noise = None
+        if self.settings.replacement:  # one draw per plan, from the plan's first seed
+            noise = torch.randn(known.shape, generator=torch.Generator().manual_seed(first), dtype=torch.float64)
+        D = Inpainted(D, known.to(self.pipe.device), mask.to(self.pipe.device), noise)
+        plan = self.pipe.plan(self.settings.request, D)
         x = generate(D, self.pipe.shape, plan.sigmas, plan.function, seeds=range(first, first + len(p)),
                      device=self.pipe.device)
         return D.impose(x).float().cpu().numpy()
 
     def reset(self, starts: np.ndarray, goals: np.ndarray) -> None:
         self.goals, self.clock, self.plans, self.calls = np.asarray(goals, dtype=np.float64), 0, [], 0
+        self.arrival = np.full(len(self.goals), self.horizon - 1)  # the planned arrival step, per body
+
+    def goal_index(self) -> np.ndarray:
+        """Where the next plan puts the goal: at the arrival planned so far (a shrinking horizon, so that
+        replanning does not postpone the arrival), at least MIN_LEAD steps ahead."""
+        return np.clip(self.arrival - self.clock, min(MIN_LEAD, self.horizon - 1), self.horizon - 1)
 
     def replan(self, p: np.ndarray, v: np.ndarray) -> None:
-        decoded = self.scale.decode(self.sample_plans(p, v, self.goals))
+        goal_index = self.goal_index() if self.settings.shrink else None
+        decoded = self.scale.decode(self.sample_plans(p, v, self.goals, goal_index=goal_index))
         positions, velocities = decoded["positions"], decoded["velocities"]  # (N, H, 2)
         self.plans.append(positions)
         arrived = np.linalg.norm(positions - self.goals[:, None], axis=2) <= HOLD  # (N, H)
         first = np.where(arrived.any(1), arrived.argmax(1), self.horizon)
+        self.arrival = np.minimum(self.arrival, self.clock + first)
         after = np.arange(self.horizon)[None] >= first[:, None]
         positions = np.where(after[..., None], self.goals[:, None], positions)  # the goal, at rest, from there
         velocities = np.where(after[..., None], 0.0, velocities)
