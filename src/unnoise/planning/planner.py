@@ -1,8 +1,11 @@
 """Receding-horizon planning with a trajectory diffusion run (Diffuser, Janner et al. 2022, on Maze2D).
 
 Every `replan_every` steps the planner samples, for all bodies at once, a plan of H steps from the run with
-the current state (position and velocity) inpainted at t = 0 and the goal position at t = H - 1
-(guidance.Inpainted), through the run's pipeline (its sampler and grid, or a request's). A PD controller
+the current state (position and velocity) inpainted at t = 0 and the goal position at the arrival step
+planned so far (guidance.Inpainted): H - 1 for the first plan, then the earliest step any plan reached the
+goal, minus the steps since, at least MIN_LEAD ahead (a shrinking horizon: with the goal always at H - 1,
+each replan would postpone the arrival). Plans come through the run's pipeline (its sampler and grid, or a
+request's). A PD controller
 tracks the plan as a reference, position and velocity one step ahead:
     u = clip(KP (p_ref - p) + KD (v_ref - v), -1, 1)
 and, from the first planned step within HOLD of the goal on, the goal itself at rest.
