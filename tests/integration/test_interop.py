@@ -40,6 +40,21 @@ def with_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize("zero_snr", [False, True])
+def test_process_holds_the_schedulers_alpha_bar(schedule, zero_snr, assert_close_eps):
+    """Our process of a scheduler config has diffusers' float32 alpha_bar (with zero-SNR rescaling, the
+    top one floored at 2^-24 as EulerDiscreteScheduler does)."""
+    from diffusers import EulerDiscreteScheduler
+
+    from unnoise.interop.schedule import process_from_scheduler
+
+    scheduler = EulerDiscreteScheduler(beta_schedule=schedule, rescale_betas_zero_snr=zero_snr)
+    process = process_from_scheduler(dict(scheduler.config))
+    assert_close_eps(process.alpha_bar, scheduler.alphas_cumprod, ulps=4, scale=1.0, what=f"{schedule}: ")
+    assert process.sigma_max == pytest.approx(float(scheduler.sigmas[0]), rel=1e-6)
+
+
 @pytest.fixture(scope="module")
 def pixel_folders(tmp_path_factory):
     """{(prediction, zero_snr): folder} of DDIMPipeline folders with one tiny UNet2DModel each."""

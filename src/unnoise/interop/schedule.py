@@ -41,13 +41,15 @@ def scheduler_betas(config: dict, where: str) -> Tensor:
                        f"{', '.join(SCHEDULES)} (or trained_betas)")
 
 
-def zero_terminal_snr_alpha_bar(betas: Tensor) -> Tensor:
+def zero_terminal_snr_betas(betas: Tensor) -> Tensor:
     """Alg. 1 of Lin et al. 2024 in the betas' dtype: shift sqrt(alpha_bar) to end at 0, scale it to keep
-    its first value, and return the rescaled alpha_bar."""
+    its first value, and return the betas of the rescaled alpha_bar (whose cumulative product the
+    scheduler takes again, so alpha_bar is rounded as theirs is)."""
     root = torch.cumprod(1 - betas, 0).sqrt()
     first, last = root[0].clone(), root[-1].clone()
     root = (root - last) * (first / (first - last))
-    return root**2
+    alpha_bar = root**2
+    return 1 - torch.cat([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
 
 
 class DiffusersDDPM(DiscreteDDPM):
@@ -93,11 +95,9 @@ def process_from_scheduler(config: dict, where: str = "scheduler_config.json") -
     if betas.dim() != 1 or len(betas) < 2 or not bool(((betas > 0) & (betas < 1)).all()):
         raise UnnoiseError(f"{where}: betas must be a list of at least 2 values in (0, 1)")
     zero_snr = bool(config.get("rescale_betas_zero_snr", False))
+    alpha_bar = torch.cumprod(1 - (zero_terminal_snr_betas(betas) if zero_snr else betas), 0)
     if zero_snr:
-        alpha_bar = zero_terminal_snr_alpha_bar(betas)
         alpha_bar[-1] = ALPHA_BAR_FLOOR
-    else:
-        alpha_bar = torch.cumprod(1 - betas, 0)
     ours = SCHEDULES.get(schedule, "linear") if config.get("trained_betas") is None else "trained"
     cfg = DiscreteConfig(schedule=ours, steps=len(betas), beta_start=float(config.get("beta_start", 1e-4)),
                          beta_end=float(config.get("beta_end", 0.02)), zero_terminal_snr=zero_snr)
