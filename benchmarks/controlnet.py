@@ -10,7 +10,8 @@ without any learned model:
   segmentation  mean IoU (pooled over the images, averaged over the classes) between the sample's colour
                 classes (read back from its pixels) and the control map
 Step 0 is the base model itself (the zero convolutions make the controlled model equal to it): the
-adherence a sample reaches by chance. The paper's users report that adherence stays near chance for a
+adherence a sample reaches by chance. Without --quick (32x32), the FD of the final controlled samples and of
+the base's against the held-out renders (the shapes classifier's features) is reported too. The paper's users report that adherence stays near chance for a
 long time and then jumps; the JSON gives the curve and the first evaluated step at or above 0.5.
 
     python benchmarks/controlnet.py --json [--kinds edges sketch segmentation] [--base RUN]
@@ -19,7 +20,7 @@ long time and then jumps; the JSON gives the curve and the first evaluated step 
 
 Writes OUT/adherence.png (the curves) and OUT/grid_KIND.png (each row: a held-out control, then samples
 from it at the end of training). Prints {"kinds": {KIND: {"metric", "curve": [[step, value], ...],
-"chance", "final", "crosses_half_at"}}, "settings", "seconds"}.
+"chance", "final", "crosses_half_at"[, "fd_base", "fd_controlled", "fd_ratio"]}}, "settings", "seconds"}.
 """
 from __future__ import annotations
 
@@ -109,10 +110,9 @@ def train_kind(kind: str, base: Path, args) -> dict:
     run = args.out / kind
     if (run / "config.json").is_file():  # a run of an earlier call: replaced
         shutil.rmtree(run)
-    base_pipe = Pipeline.load(base, device="cpu")
-    dataset, cond = held_out(kind, base_pipe.config, args.n)
+    dataset, cond = held_out(kind, read_run_config(base), args.n)
     controls = cond["control"]["images"][:, 0]
-    curve = [[0, adherence(kind, sample(base_pipe.denoiser, base_pipe.config, None, args.n), dataset, controls)]]
+    curve = []
 
     def evaluate(denoiser, step: int) -> None:
         config = read_run_config(run)
@@ -123,12 +123,27 @@ def train_kind(kind: str, base: Path, args) -> dict:
                          f"train.steps={args.steps}", f"train.sample_every={args.every}")
     train_run(config_from_dict(apply_overrides(preset("shapes-control"), settings)), run, preview=evaluate)
     pipe = Pipeline.load(run, device="cpu")
+    base_samples = sample(pipe.denoiser, pipe.config, None, args.n)  # no control: the base, bit for bit
     final = sample(pipe.denoiser, pipe.config, cond, args.n)
-    curve.append([args.steps, adherence(kind, final, dataset, controls)])
+    curve = [[0, adherence(kind, base_samples, dataset, controls)], *curve,
+             [args.steps, adherence(kind, final, dataset, controls)]]
     write_grid(controls[:6], [sample_rows(pipe, cond, seed) for seed in (1, 2, 3)], args.out / f"grid_{kind}.png")
     crossing = next((step for step, value in curve if value >= 0.5), None)
     return {"metric": KIND_METRICS[kind], "curve": [[s, round(v, 4)] for s, v in curve], "chance": round(curve[0][1], 4),
-            "final": round(curve[-1][1], 4), "crosses_half_at": crossing}
+            "final": round(curve[-1][1], 4), "crosses_half_at": crossing,
+            **({} if args.quick else fd_against_real(dataset.x, base_samples, final))}
+
+
+def fd_against_real(real: torch.Tensor, base: torch.Tensor, controlled: torch.Tensor) -> dict:
+    """FD (the shapes classifier's features) of the base's and the controlled model's samples against the
+    held-out renders, and their ratio (the issue's target: at most 1.1); equal sample sizes, so equal bias."""
+    from unnoise.eval.features import extractor_for
+    from unnoise.eval.metrics import fd
+
+    features = extractor_for("shapes").features
+    real_f = features(real).double()
+    base_fd, control_fd = fd(real_f, features(base).double()), fd(real_f, features(controlled).double())
+    return {"fd_base": round(base_fd, 3), "fd_controlled": round(control_fd, 3), "fd_ratio": round(control_fd / base_fd, 3)}
 
 
 def sample_rows(pipe, cond, seed: int) -> torch.Tensor:
