@@ -9,10 +9,11 @@ without any learned model:
   sketch        F1 between the sketch of the sample and the control sketch (1-pixel tolerance)
   segmentation  mean IoU (pooled over the images, averaged over the classes) between the sample's colour
                 classes (read back from its pixels) and the control map
-Step 0 is the base model itself (the zero convolutions make the controlled model equal to it): the
-adherence a sample reaches by chance. Without --quick (32x32), the FD of the final controlled samples and of
-the base's against the held-out renders (the shapes classifier's features) is reported too. The paper's users report that adherence stays near chance for a
-long time and then jumps; the JSON gives the curve and the first evaluated step at or above 0.5.
+Step 0 is the base model itself (the control run with no control, exactly the base): the adherence a
+sample reaches by chance. The paper's users report that adherence stays near chance for a long time and then
+jumps; the JSON gives the curve and the first evaluated step at or above 0.5. Without --quick (32x32), the FD
+of the final controlled samples and of the base's against the held-out renders (the shapes classifier's
+features) is reported too.
 
     python benchmarks/controlnet.py --json [--kinds edges sketch segmentation] [--base RUN]
         [--out runs/controlnet] [--steps 3000] [--every 100] [--n 64]
@@ -129,7 +130,8 @@ def train_kind(kind: str, base: Path, args) -> dict:
              [args.steps, adherence(kind, final, dataset, controls)]]
     write_grid(controls[:6], [sample_rows(pipe, cond, seed) for seed in (1, 2, 3)], args.out / f"grid_{kind}.png")
     crossing = next((step for step, value in curve if value >= 0.5), None)
-    return {"metric": KIND_METRICS[kind], "curve": [[s, round(v, 4)] for s, v in curve], "chance": round(curve[0][1], 4),
+    return {"metric": KIND_METRICS[kind], "curve": [[s, round(v, 4)] for s, v in curve],
+            "chance": round(curve[0][1], 4),
             "final": round(curve[-1][1], 4), "crosses_half_at": crossing,
             **({} if args.quick else fd_against_real(dataset.x, base_samples, final))}
 
@@ -143,7 +145,8 @@ def fd_against_real(real: torch.Tensor, base: torch.Tensor, controlled: torch.Te
     features = extractor_for("shapes").features
     real_f = features(real).double()
     base_fd, control_fd = fd(real_f, features(base).double()), fd(real_f, features(controlled).double())
-    return {"fd_base": round(base_fd, 3), "fd_controlled": round(control_fd, 3), "fd_ratio": round(control_fd / base_fd, 3)}
+    return {"fd_base": round(base_fd, 3), "fd_controlled": round(control_fd, 3),
+            "fd_ratio": round(control_fd / base_fd, 3)}
 
 
 def sample_rows(pipe, cond, seed: int) -> torch.Tensor:

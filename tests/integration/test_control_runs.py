@@ -138,11 +138,13 @@ def test_control_on_a_latent_base(tmp_path):
     autoencoder = {"network": "autoencoder", "network_options": {"channels": 8, "groups": 8}}
     train_run(config_from_dict({"data": data, "train": train, "model": autoencoder}), tmp_path / "ae", preview=False)
     unet = {"base_channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1, "attention_resolutions": []}
-    latent = {"network": "unet", "process": "edm", "prediction": "edm", "codec": str(tmp_path / "ae"), "network_options": unet}
+    latent = {"network": "unet", "process": "edm", "prediction": "edm", "codec": str(tmp_path / "ae"),
+              "network_options": unet}
     train_run(config_from_dict({"data": data, "train": train, "model": latent, "sample": {"steps": 2, "n": 2}}),
               tmp_path / "ldm", preview=False)
     control = config_from_dict(apply_overrides(preset("landscapes-control"), [
-        "data.options.n=8", "train.steps=2", "train.batch_size=4", "train.checkpoint_every=0", "train.threads=1",
+        "data.options.n=8", "data.options.size=32", "train.steps=2", "train.batch_size=4",
+        "train.checkpoint_every=0", "train.threads=1",
         "train.lr=0.01", f"model.init_from.run={tmp_path / 'ldm'}"]))
     train_run(control, tmp_path / "seg", preview=False)
     pipe, base = Pipeline.load(tmp_path / "seg", device="cpu"), Pipeline.load(tmp_path / "ldm", device="cpu")

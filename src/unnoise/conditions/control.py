@@ -28,7 +28,8 @@ class ControlCondition:
 
         self.kind = control_kind(kind)
         if len(shape) != 3:
-            raise UnnoiseError(f"model.conditions: control needs image data (C, H, W), got data of shape {tuple(shape)}")
+            raise UnnoiseError(f"model.conditions: control needs image data (C, H, W), got data of shape "
+                               f"{tuple(shape)}")
         self.size = tuple(shape[1:])
         self.dataset = dataset
 
@@ -86,7 +87,8 @@ class ControlCondition:
         images, scales = (value.get("images"), value.get("scales")) if isinstance(value, dict) else (value, None)
         if isinstance(images, Tensor) and images.ndim == 3:
             images = [images]
-        images = [fit_control(image, self.kind.channels, self.size, f"control {i + 1}") for i, image in enumerate(images)]
+        images = [fit_control(image, self.kind.channels, self.size, f"control {i + 1}")
+                  for i, image in enumerate(images)]
         scales = [1.0] * len(images) if scales is None else [float(s) for s in scales]
         if not 1 <= len(images) <= CONTROL_SLOTS or len(scales) != len(images):
             raise UnnoiseError(f"control: {len(images)} images and {len(scales)} scales given; expected 1 to "

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from ..errors import UnnoiseError
 
-LANDSCAPE_PALETTE = (  # SEGMENT_CLASSES of data/landscapes.py: sky, sun_moon, cloud, mountain, snow, water, trees, ground
+# the SEGMENT_CLASSES of data/landscapes.py: sky, sun_moon, cloud, mountain, snow, water, trees, ground
+LANDSCAPE_PALETTE = (
     (0.27, 0.51, 0.86), (1.00, 0.86, 0.00), (0.86, 0.86, 0.86), (0.47, 0.31, 0.24),
     (1.00, 1.00, 1.00), (0.00, 0.16, 0.63), (0.00, 0.47, 0.08), (0.63, 0.78, 0.24),
 )
