@@ -50,4 +50,19 @@ def control_kind(name: str) -> ControlKind:
     return KINDS[name]
 
 
-__all__ = ["KINDS", "ControlKind", "control_kind", "canny", "sketch", "edge_f1", "mean_iou"]
+def control_factor(config) -> int:
+    """Control image size / network input size of a resolved run config: a latent run's codec downsampling, else 1."""
+    codec = config.model.codec
+    latent = codec.get("latent_shape") if isinstance(codec, dict) else None
+    return int(config.data_shape[-1]) // int(latent[-1]) if latent else 1
+
+
+def controlled_network(base, config):
+    """`base` with a ControlNet for the run's control kind (run/build.build_denoiser's hook); on a latent run
+    the control image, at the data's size, is encoded down to the latent size."""
+    from ..nn.controlnet import ControlledUNet
+
+    return ControlledUNet.from_unet(base, control_kind(config.model.control_kind).channels, control_factor(config))
+
+
+__all__ = ["KINDS", "ControlKind", "control_kind", "controlled_network", "canny", "sketch", "edge_f1", "mean_iou"]

@@ -121,7 +121,7 @@ def build_denoiser(config: RunConfig) -> Denoiser:
     m = config.model
     net = build_network(m.network, dict(m.network_options))
     if "control" in m.conditions:  # ControlNet: the frozen base plus its control branch (run/control.py)
-        from .control import controlled_network
+        from ..control import controlled_network
 
         net = controlled_network(net, config)
     process = make_process(m.process, **m.process_options)

@@ -95,22 +95,6 @@ def control_config(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, model=model, train=train)
 
 
-def control_factor(config: RunConfig) -> int:
-    """Control image size / network input size: a latent run's codec downsampling, else 1."""
-    codec = config.model.codec
-    latent = codec.get("latent_shape") if isinstance(codec, dict) else None
-    return int(config.data_shape[-1]) // int(latent[-1]) if latent else 1
-
-
-def controlled_network(base, config: RunConfig):
-    """The base network with a ControlNet for the run's control kind (build_denoiser's hook); on a latent
-    run the control image, at the data's size, is encoded down to the latent size."""
-    from ..control import control_kind
-    from ..nn.controlnet import ControlledUNet
-
-    return ControlledUNet.from_unet(base, control_kind(config.model.control_kind).channels, control_factor(config))
-
-
 def init_control(net, config: RunConfig) -> str:
     """Load the base run's EMA weights (hash checked) into the frozen `net.base`, and copy a fresh
     ControlNet from them; returns the base's SHA-256."""
