@@ -123,7 +123,9 @@ def test_text_process_needs_token_data_and_the_transformer(corpus, tmp_path, cap
                     "token ids", "absorbing")
     _one_line_error(capsys, ["train", "--preset", "shakespeare-d3pm", "--out", str(tmp_path / "c"),
                              *tiny(corpus, "model.network_options.causal=true")], "causal")
-    assert not any((tmp_path / name).exists() for name in "abc")
+    _one_line_error(capsys, ["train", "--preset", "shakespeare-mdlm", "--out", str(tmp_path / "d"),
+                             *tiny(corpus, "model.codec=identity")], "model.codec", "token ids")
+    assert not any((tmp_path / name).exists() for name in "abcd")
 
 
 def test_resumed_text_run_is_bit_exact(corpus, tmp_path):

@@ -48,6 +48,8 @@ def check_text_config(config, modality: str, dataset: str) -> None:
         raise UnnoiseError(f"model.network={m.network}: a text run (model.process={m.process}) needs transformer")
     if m.conditions:
         raise UnnoiseError(f"model.conditions: a text run takes none, got {', '.join(m.conditions)}")
+    if getattr(m, "codec", None):
+        raise UnnoiseError(f"model.codec: a text run diffuses token ids and takes no codec, got {m.codec!r}")
     allowed = () if m.process == "autoregressive" else ("schedule",)
     unknown = sorted(set(m.process_options) - set(allowed))
     if unknown:
