@@ -66,7 +66,7 @@ class DiffusionPlanner:
         self.pipe, self.maze, self.settings = pipe, maze, settings
         self.scale = TrajectoryScale.for_maze(maze)
         self.horizon = int(pipe.config.data_shape[-1])
-        self.plans: list[np.ndarray] = []  # every plan's positions (N, H, 2), in order
+        self.plans: list[np.ndarray] = []  # every tracked plan's positions (N, H, 2), in order
         self.goals, self.references, self.clock, self.calls = None, None, 0, 0
 
     def sample_plans(self, p: np.ndarray, v: np.ndarray, goals: np.ndarray, policy=None, weight: float = 0.0,
@@ -100,13 +100,13 @@ class DiffusionPlanner:
         goal_index = self.goal_index() if self.settings.shrink else None
         decoded = self.scale.decode(self.sample_plans(p, v, self.goals, goal_index=goal_index))
         positions, velocities = decoded["positions"], decoded["velocities"]  # (N, H, 2)
-        self.plans.append(positions)
         arrived = np.linalg.norm(positions - self.goals[:, None], axis=2) <= HOLD  # (N, H)
         first = np.where(arrived.any(1), arrived.argmax(1), self.horizon)
         self.arrival = np.minimum(self.arrival, self.clock + first)
         after = np.arange(self.horizon)[None] >= first[:, None]
         positions = np.where(after[..., None], self.goals[:, None], positions)  # the goal, at rest, from there
         velocities = np.where(after[..., None], 0.0, velocities)
+        self.plans.append(positions)  # what is tracked: the plan up to its arrival, then the goal
         self.references = (positions, velocities)
 
     def act(self, p: np.ndarray, v: np.ndarray) -> np.ndarray:
