@@ -3,7 +3,7 @@ per-step overhead against diffusers' own pipeline.
 
 The folder is a tiny random-weight Stable Diffusion (unnoise.interop.tiny.write_sd_folder: UNet2DCondition
 on 4 x S x S latents, AutoencoderKL, 2-layer CLIP text model, scaled_linear DDPM chain, epsilon prediction),
-written with diffusers' save_pretrained and read back through `unnoise.interop.diffusers`, as
+written with diffusers' save_pretrained and read back through `unnoise.interop.folder`, as
 `unnoise sample FOLDER` reads it.
 
 Accuracy: one prompt, classifier-free guidance w = 7.5, n samples from seeded noise z; every method starts

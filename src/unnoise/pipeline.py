@@ -100,12 +100,12 @@ class Pipeline:
     @classmethod
     def load(cls, run_dir: Path, device="auto", weights: str = "ema") -> "Pipeline":
         """The trained run in `run_dir` (EMA weights by default) on `device` (auto: CUDA when available);
-        a diffusers model folder (model_index.json) loads through interop/diffusers.py."""
+        a diffusers model folder (model_index.json) loads through interop/folder.py."""
         from .interop import is_diffusers_folder
         from .run.load import load_run
 
         if is_diffusers_folder(run_dir):
-            from .interop.diffusers import diffusers_pipeline
+            from .interop.folder import diffusers_pipeline
 
             return diffusers_pipeline(cls, run_dir, device)
         device = resolve_device(device)

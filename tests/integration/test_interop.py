@@ -18,7 +18,7 @@ from unnoise.errors import UnnoiseError  # noqa: E402
 from unnoise.grids import sigma_grid  # noqa: E402
 from unnoise.guide import cfg  # noqa: E402
 from unnoise.interop import is_diffusers_folder  # noqa: E402
-from unnoise.interop.diffusers import load_diffusers  # noqa: E402
+from unnoise.interop.folder import load_diffusers  # noqa: E402
 from unnoise.interop.tiny import write_pixel_folder, write_sd_folder  # noqa: E402
 from unnoise.sample import ddim, euler  # noqa: E402
 

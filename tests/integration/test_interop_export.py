@@ -65,7 +65,7 @@ def exported(tmp_path_factory):
 def test_exported_run_loads_in_diffusers_and_in_unnoise(exported, tmp_path):
     from diffusers import DDIMScheduler, UNet2DModel
 
-    from unnoise.interop.diffusers import load_diffusers
+    from unnoise.interop.folder import load_diffusers
     from unnoise.run.load import load_run
 
     run, out = exported

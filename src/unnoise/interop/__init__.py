@@ -1,7 +1,7 @@
 """Interoperability with other libraries' model folders (the `diffusers` extra).
 
 `is_diffusers_folder(path)` is a cheap check (file names only, nothing imported) used by `Pipeline.load`
-to send a diffusers model folder to `interop.diffusers.diffusers_pipeline` instead of reading a run.
+to send a diffusers model folder to `interop.folder.diffusers_pipeline` instead of reading a run.
 """
 from __future__ import annotations
 
