@@ -79,7 +79,7 @@ def test_unknown_names_list_valid_choices(capsys, tmp_path, toy_run, user_error)
                 "digits", "imagefolder", "toy2d")
     user_error(["train", "--preset", "toy2d", "--out", str(tmp_path / "r"),
                          "--set", "model.process_options.schedule=quad"],
-                "unknown beta schedule 'quad'", "cosine, linear, sigmoid")
+                "unknown beta schedule 'quad'", "cosine, linear, scaled_linear, sigmoid")
     user_error(["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "auto, ddim, ddpm")
     user_error(["train", "--out", str(tmp_path / "r"), "--set", "train.lrate=1"], "unknown field 'lrate'")
     from unnoise.run.presets import preset_names

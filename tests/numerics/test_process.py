@@ -133,7 +133,7 @@ def test_karras_and_log_snr_grids():
 
 
 def test_unknown_schedule_lists_valid():
-    with pytest.raises(UnnoiseError, match="valid: cosine, linear, sigmoid"):
+    with pytest.raises(UnnoiseError, match="valid: cosine, linear, scaled_linear, sigmoid"):
         make_process("ddpm", schedule="quadratic")
     with pytest.raises(UnnoiseError, match="valid: ddpm, edm, flow, ve, vp"):
         make_process("rectified")
