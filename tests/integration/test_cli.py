@@ -80,7 +80,7 @@ def test_unknown_names_list_valid_choices(capsys, tmp_path, toy_run, user_error)
     user_error(["train", "--preset", "toy2d", "--out", str(tmp_path / "r"),
                          "--set", "model.process_options.schedule=quad"],
                 "unknown beta schedule 'quad'", "cosine, linear, scaled_linear, sigmoid")
-    user_error(["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "auto, ddim, ddpm")
+    user_error(["sample", str(toy_run), "--sampler", "plms"], "unknown sampler 'plms'", "auto, consistency, ddim, ddpm")
     user_error(["train", "--out", str(tmp_path / "r"), "--set", "train.lrate=1"], "unknown field 'lrate'")
     from unnoise.run.presets import preset_names
 
