@@ -79,31 +79,33 @@ def _planned_steps(ctx, request) -> int:
     return ctx.pipe.plan(request, ctx.pipe.guided(request)).steps
 
 
-def generate_images(ctx) -> None:
-    """N images, image i sampled alone from seed + i; each PNG carries its own settings (seed + i, n 1)."""
+def _sample_each_seed(ctx, write) -> None:
+    """N samples, sample i drawn alone from seed + i (the same bytes whatever N or the queue order);
+    `write(i, seed, x)` stores each one."""
     params = ctx.params
     request = sample_request(params, params["seed"])
     ctx.start(params["n"] * _planned_steps(ctx, request))
     for i in range(params["n"]):
         seed = params["seed"] + i
-        x = ctx.pipe.sample(dataclasses.replace(request, seed=seed, callback=ctx.callback))
-        ctx.write_png(f"{i:03d}.png", x[0], seed=seed)
+        write(i, seed, ctx.pipe.sample(dataclasses.replace(request, seed=seed, callback=ctx.callback)))
+
+
+def generate_images(ctx) -> None:
+    """N images; each PNG carries its own settings (seed + i, n 1)."""
+    _sample_each_seed(ctx, lambda i, seed, x: ctx.write_png(f"{i:03d}.png", x[0], seed=seed))
 
 
 def generate_audio(ctx) -> None:
-    """N clips, clip i sampled alone from seed + i: a WAV and its spectrogram each."""
+    """N clips: a WAV and its spectrogram each."""
     from ..io import write_samples
 
-    params = ctx.params
-    request = sample_request(params, params["seed"])
-    ctx.start(params["n"] * _planned_steps(ctx, request))
-    for i in range(params["n"]):
-        seed = params["seed"] + i
-        x = ctx.pipe.sample(dataclasses.replace(request, seed=seed, callback=ctx.callback))
+    def write(i, seed, x):
         wav, picture = ctx.path(f"{i:03d}.wav"), ctx.path(f"{i:03d}.png")
         write_samples(x, ctx.config.spec, wav)
         write_samples(x, ctx.config.spec, picture)
         ctx.add_output(wav.name, "audio", seed, spectrogram=picture.name)
+
+    _sample_each_seed(ctx, write)
 
 
 def generate_points(ctx) -> None:
