@@ -43,6 +43,7 @@ def server(tmp_path_factory):
         pytest.skip(reason)
     runs = tmp_path_factory.mktemp("browser-runs")
     assert main(["train", "--preset", "digits", "--out", str(runs / "digits"), *TINY]) == 0
+    assert main(["train", "--preset", "toy2d", "--out", str(runs / "points"), *TINY]) == 0
     studio = Studio(runs, "auto")
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(studio), host="127.0.0.1", port=port, log_level="warning"))
@@ -177,10 +178,21 @@ def _paint_undo_erase_and_inpaint(page, tmp_path) -> None:
                            "document.querySelector('#progress-text').textContent === 'done'")
 
 
+def _pick_runs_of_two_kinds(page) -> None:
+    """Both runs are listed; each shows its kind's forms: points only generate, images also restore."""
+    assert page.eval_on_selector_all("#run-select option", "nodes => nodes.map(n => n.value)") == ["digits", "points"]
+    page.select_option("#run-select", "points")
+    page.wait_for_function("() => document.querySelectorAll('#form-tabs button').length > 0 && "
+                           "!document.querySelector(\"#form-tabs button[data-form='restore']\")")
+    page.select_option("#run-select", "digits")
+    page.wait_for_function("() => document.querySelector(\"#form-tabs button[data-form='restore']\") !== null")
+
+
 def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeypatch):
     _slow_steps(monkeypatch)
     page.goto(server)
     page.wait_for_function("() => document.querySelector('#run-select').value === 'digits'")
+    _pick_runs_of_two_kinds(page)
     _generate_and_watch_progress(page)
     _screenshot(page, tmp_path, "studio-generate.png")
     _drop_an_output_png(page)
