@@ -1,6 +1,7 @@
 """The kinds of run the project has, registered with the studio: image runs (generate, and restore: inpaint
 with a painted mask, super-resolve, deblur, colorize), super-resolution runs (restore only), audio runs (a
-player and a spectrogram per clip), 2-D point runs (a scatter) and text runs. Every image-like output is
+player and a spectrogram per clip), 2-D point runs (a scatter) and text runs (ControlNet and molecule runs:
+control_kind.py, molecule_kind.py). Every image-like output is
 sampled alone from its own seed (`seed + i`), so it does not depend on N, on batching or on queue order.
 """
 from __future__ import annotations
@@ -79,11 +80,11 @@ def _planned_steps(ctx, request) -> int:
     return ctx.pipe.plan(request, ctx.pipe.guided(request)).steps
 
 
-def _sample_each_seed(ctx, write) -> None:
+def sample_each_seed(ctx, write, request=None) -> None:
     """N samples, sample i drawn alone from seed + i (the same bytes whatever N or the queue order);
-    `write(i, seed, x)` stores each one."""
+    `write(i, seed, x)` stores each one. `request`: the form's own (default: from the generate fields)."""
     params = ctx.params
-    request = sample_request(params, params["seed"])
+    request = request or sample_request(params, params["seed"])
     ctx.start(params["n"] * _planned_steps(ctx, request))
     for i in range(params["n"]):
         seed = params["seed"] + i
@@ -92,7 +93,7 @@ def _sample_each_seed(ctx, write) -> None:
 
 def generate_images(ctx) -> None:
     """N images; each PNG carries its own settings (seed + i, n 1)."""
-    _sample_each_seed(ctx, lambda i, seed, x: ctx.write_png(f"{i:03d}.png", x[0], seed=seed))
+    sample_each_seed(ctx, lambda i, seed, x: ctx.write_png(f"{i:03d}.png", x[0], seed=seed))
 
 
 def generate_audio(ctx) -> None:
@@ -105,7 +106,7 @@ def generate_audio(ctx) -> None:
         write_samples(x, ctx.config.spec, picture)
         ctx.add_output(wav.name, "audio", seed, spectrogram=picture.name)
 
-    _sample_each_seed(ctx, write)
+    sample_each_seed(ctx, write)
 
 
 def generate_points(ctx) -> None:

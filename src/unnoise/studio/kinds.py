@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from ..errors import UnnoiseError
 
 VIEWERS = ("image", "audio", "text")
-KIND_MODULES = ["unnoise.studio.builtin"]  # modules whose import registers kinds
+KIND_MODULES = ["unnoise.studio.builtin", "unnoise.studio.control_kind", "unnoise.studio.molecule_kind"]  # their import registers kinds
 
 
 @dataclass(frozen=True)

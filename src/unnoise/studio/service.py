@@ -88,11 +88,12 @@ class JobContext:
         self.job.outputs.append({"file": name, "type": kind, "seed": seed, **extra})
         self.job.touch()
 
-    def write_png(self, name: str, image, seed: int) -> None:
-        """An output image with its own settings embedded: the job's, with this image's seed and n = 1."""
+    def write_png(self, name: str, image, seed: int, **extra) -> None:
+        """An output image with its own settings embedded: the job's, with this image's seed and n = 1;
+        `extra` goes into its output record (e.g. download: a file written beside it)."""
         settings = {**self.settings, "params": {**self.settings["params"], "seed": seed, "n": 1}}
         self.path(name).write_bytes(png_bytes(image, settings))
-        self.add_output(name, "image", seed)
+        self.add_output(name, "image", seed, **extra)
 
 
 class CancellableDenoiser(DenoiserTransform):
@@ -256,9 +257,10 @@ class Studio:
         return {**row, "position": None, "has_preview": False}
 
     def output_file(self, job_id: str, name: str) -> Path:
-        """The path of a file a job recorded (an output, its spectrogram or an upload); LookupError otherwise."""
+        """The path of a file a job recorded (an output, its spectrogram or download, or an upload); LookupError
+        otherwise."""
         job = self.job(job_id)
-        allowed = {o["file"] for o in job["outputs"]} | {o.get("spectrogram") for o in job["outputs"]}
+        allowed = {o.get(key) for o in job["outputs"] for key in ("file", "spectrogram", "download")} - {None}
         allowed |= {f"upload-{u}.png" for u in job["settings"].get("uploads", [])}
         if name not in allowed:
             raise LookupError(f"job {job_id}: no file {name[:80]!r}")

@@ -282,8 +282,12 @@ function showProgress(job) {
 }
 
 const VIEWERS = {  // one per form viewer a kind names (kinds.VIEWERS)
-  image: (job, output) => el("img", {
-    src: fileUrl(job.id, output.file), class: "pixelated", alt: `seed ${output.seed}` }),
+  image: (job, output) => {
+    const picture = el("img", { src: fileUrl(job.id, output.file), class: "pixelated", alt: `seed ${output.seed}` });
+    if (!output.download) return picture;  // e.g. a molecule's SDF beside its drawing
+    return el("div", {}, picture, el("a", { href: fileUrl(job.id, output.download), download: output.download,
+      text: output.download }));
+  },
   audio: (job, output) => el("div", {}, el("audio", { controls: true, src: fileUrl(job.id, output.file) }),
     output.spectrogram ? el("img", { src: fileUrl(job.id, output.spectrogram), alt: "spectrogram" }) : null),
   text: (job, output) => el("pre", { text: output.text ?? "" }),

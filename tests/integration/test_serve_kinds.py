@@ -1,0 +1,121 @@
+"""The studio's forms for ControlNet and molecule runs, through FastAPI's test client on tiny runs trained
+here: each is listed with its kind, a control image or an atom count reaches the pipeline, every output
+equals what the pipeline gives for its own seed, and bad uploads or values are one-line JSON errors."""
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from unnoise.cli.main import main  # noqa: E402
+from unnoise.pipeline import Pipeline, SampleRequest  # noqa: E402
+from unnoise.run.config import apply_overrides, config_from_dict  # noqa: E402
+from unnoise.run.presets import preset  # noqa: E402
+from unnoise.run.training import train_run  # noqa: E402
+from unnoise.studio import Studio, create_app  # noqa: E402
+
+from test_molecule_runs import HAS_RDKIT, tiny, write_csv  # noqa: E402
+
+TINY_TRAIN = ["data.options.n=64", "data.options.size=16", "train.batch_size=8", "train.checkpoint_every=0",
+              "train.sample_every=0", "train.warmup_steps=1", "train.threads=1", "sample.steps=3", "sample.n=2"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("studio-kinds")
+    base = config_from_dict(apply_overrides(preset("shapes"), TINY_TRAIN + [
+        "train.steps=2", "model.network_options.base_channels=8", "model.network_options.channel_mult=[1,2]",
+        "model.network_options.attention_resolutions=[]"]))
+    train_run(base, root / "base", preview=False)
+    control = config_from_dict(apply_overrides(preset("shapes-control"), TINY_TRAIN + [
+        "train.steps=2", "train.lr=0.01", f"model.init_from.run={root / 'base'}"]))
+    train_run(control, root / "control", preview=False)
+    data = write_csv(root / "tiny.csv")
+    assert main(["train", "--preset", "qm9", "--steps", "2", "--out", str(root / "qm9"), *tiny(data)]) == 0
+    return root
+
+
+@pytest.fixture
+def client(runs):
+    studio = Studio(runs, "auto", start=False)
+    yield TestClient(create_app(studio), base_url="http://127.0.0.1"), studio
+    studio.close()
+
+
+def png_url(array: np.ndarray) -> str:
+    out = io.BytesIO()
+    Image.fromarray(array.astype(np.uint8)).save(out, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode()
+
+
+def run_job(client, studio, run, **params):
+    response = client.post("/api/jobs", json={"run": run, "form": "generate", "params": params})
+    assert response.status_code == 200, response.text
+    studio.queue.drain()
+    job = client.get(f"/api/jobs/{response.json()['job']['id']}").json()
+    assert job["status"] == "done", job
+    return job
+
+
+def test_runs_are_listed_with_their_kinds(client):
+    client, _ = client
+    kinds = {r["name"]: r["kind"] for r in client.get("/api/runs").json()["runs"]}
+    assert kinds["control"] == "controlnet" and kinds["qm9"] == "molecule" and kinds["base"] == "image"
+
+
+def test_controlnet_form_samples_with_the_uploaded_control(client, runs):
+    client, studio = client
+    square = np.zeros((16, 16), dtype=np.uint8)
+    square[4:12, 4] = square[4:12, 11] = square[4, 4:12] = square[11, 4:12] = 255
+    job = run_job(client, studio, "control", control=png_url(square), control_scale=1.5, seed=3, n=2,
+                  sampler="euler", nfe=3)
+    pipe = Pipeline.load(runs / "control", "auto")
+    control = {"images": [torch.from_numpy(square[None] / 255.0).float()], "scales": [1.5]}
+    for output, seed in zip(job["outputs"], (3, 4)):
+        expected = pipe.sample(SampleRequest(n=1, seed=seed, sampler="euler", nfe=3, control=control))[0]
+        picture = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/files/{output['file']}").content))
+        got = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)
+        want = ((expected.clamp(-1, 1) + 1) * 127.5).round()
+        assert torch.equal(got, want), float((got - want).abs().max())
+
+
+def test_controlnet_form_refuses_a_control_of_another_shape(client):
+    client, _ = client
+    wide = np.zeros((16, 40), dtype=np.uint8)
+    response = client.post("/api/jobs", json={"run": "control", "form": "generate",
+                                              "params": {"control": png_url(wide), "seed": 0, "n": 1}})
+    assert response.status_code == 400 and "\n" not in response.json()["error"]
+    assert "control" in response.json()["error"]
+
+
+def test_molecule_form_writes_an_sdf_and_a_drawing_per_seed(client, runs):
+    client, studio = client
+    job = run_job(client, studio, "qm9", atoms=4, seed=7, n=2, sampler="euler", nfe=3)
+    assert [(o["file"], o["download"], o["seed"]) for o in job["outputs"]] == [("000.png", "000.sdf", 7),
+                                                                          ("001.png", "001.sdf", 8)]
+    sdf = client.get(f"/api/jobs/{job['id']}/files/000.sdf").text
+    pipe = Pipeline.load(runs / "qm9", "auto")
+    x = pipe.sample(SampleRequest(n=1, seed=7, sampler="euler", nfe=3, atoms=4))
+    from unnoise.io import write_samples
+
+    expected = runs / "expected.sdf"
+    write_samples(x, pipe.config.spec, expected)
+    assert sdf == expected.read_text() and sdf.count("M  END") == 1
+    picture = client.get(f"/api/jobs/{job['id']}/files/000.png").content
+    assert picture[:4] == b"\x89PNG" and b"unnoise" in picture  # the settings chunk
+    if HAS_RDKIT:
+        from rdkit import Chem
+
+        assert Chem.MolFromMolBlock(sdf, sanitize=False, removeHs=False).GetNumAtoms() == 4
+
+
+def test_molecule_form_refuses_bad_values(client):
+    client, _ = client
+    response = client.post("/api/jobs", json={"run": "qm9", "form": "generate", "params": {"atoms": 0, "n": 1}})
+    assert response.status_code == 400 and "atoms" in response.json()["error"]
