@@ -5,7 +5,8 @@ the current state (position and velocity) inpainted at t = 0 and the goal positi
 planned so far (guidance.Inpainted): H - 1 for the first plan, then the earliest step any plan reached the
 goal, minus the steps since, at least MIN_LEAD ahead (a shrinking horizon: with the goal always at H - 1,
 each replan would postpone the arrival). Plans come through the run's pipeline (its sampler and grid, or a
-request's). A PD controller
+request's). Each body gets `candidates` plans and tracks the most dynamically consistent (smallest largest
+step between planned positions). A PD controller
 tracks the plan as a reference, position and velocity one step ahead:
     u = clip(KP (p_ref - p) + KD (v_ref - v), -1, 1)
 and, from the first planned step within HOLD of the goal on, the goal itself at rest.
@@ -57,6 +58,7 @@ class PlanSettings:
     seed: int = 0
     replacement: bool = True  # the network sees the constraints noised to the current level (guidance.Inpainted)
     shrink: bool = True  # keep the planned arrival step (goal_index) instead of the goal at H - 1 every replan
+    candidates: int = 4  # plans sampled per body and replan; the most dynamically consistent one is tracked
 
 
 class DiffusionPlanner:
@@ -96,9 +98,21 @@ class DiffusionPlanner:
         replanning does not postpone the arrival), at least MIN_LEAD steps ahead."""
         return np.clip(self.arrival - self.clock, min(MIN_LEAD, self.horizon - 1), self.horizon - 1)
 
+    def candidate_plans(self, p: np.ndarray, v: np.ndarray, goal_index) -> dict:
+        """Decoded plans (positions and velocities (N, H, 2)): per body the most dynamically consistent of
+        `settings.candidates` samples, the one whose largest step between planned positions is smallest
+        (a plan that jumps, e.g. through a wall to meet the goal, is one no body can follow)."""
+        k, n = self.settings.candidates, len(p)
+        index = None if goal_index is None else np.repeat(goal_index, k)
+        x = self.sample_plans(np.repeat(p, k, 0), np.repeat(v, k, 0), np.repeat(self.goals, k, 0), goal_index=index)
+        decoded = self.scale.decode(x.reshape(n, k, *x.shape[1:]))  # (N, K, H, 2) each
+        jumps = np.linalg.norm(np.diff(decoded["positions"], axis=2), axis=3).max(2)  # (N, K)
+        best = jumps.argmin(1)
+        return {key: value[np.arange(n), best] for key, value in decoded.items()}
+
     def replan(self, p: np.ndarray, v: np.ndarray) -> None:
         goal_index = self.goal_index() if self.settings.shrink else None
-        decoded = self.scale.decode(self.sample_plans(p, v, self.goals, goal_index=goal_index))
+        decoded = self.candidate_plans(p, v, goal_index)
         positions, velocities = decoded["positions"], decoded["velocities"]  # (N, H, 2)
         arrived = np.linalg.norm(positions - self.goals[:, None], axis=2) <= HOLD  # (N, H)
         first = np.where(arrived.any(1), arrived.argmax(1), self.horizon)
