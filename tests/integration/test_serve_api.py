@@ -235,6 +235,24 @@ def test_a_cancel_inside_a_step_stops_before_the_next_model_call(client, studio,
     assert (job["status"], len(calls), job["step"]) == ("cancelled", 8, 4)  # its second call never ran
 
 
+def test_a_text_job_stops_before_the_next_model_call(client, studio, monkeypatch):
+    pipe, _ = studio.cache.get(studio.folder.resolve("mdlm"))
+    net, calls = pipe.text.net, []
+    forward = net.forward
+    job_id = submit(client, "mdlm", seed=0, n=2, length=16, nfe=12)
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            studio.queue.cancel(job_id)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(net, "forward", counting)
+    studio.queue.drain()
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert (job["status"], len(calls), job["outputs"]) == ("cancelled", 3, [])
+
+
 def test_progress_events_and_preview(client, studio):
     job_id = submit(client, seed=0, n=1, nfe=16, sampler="euler")
     studio.queue.drain()

@@ -114,12 +114,32 @@ class CancellableDenoiser(DenoiserTransform):
         return getattr(self.D, name)
 
 
+class CancellableNetwork:
+    """A text model's network, checking before every call whether its job was cancelled; transparent
+    otherwise (the samplers only call it and read its attributes)."""
+
+    def __init__(self, net, check):
+        self.net, self.check = net, check
+
+    def __call__(self, *args, **kwargs):
+        self.check()
+        return self.net(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name in ("net", "check"):
+            raise AttributeError(name)
+        return getattr(self.net, name)
+
+
 def cancellable(pipe, check):
-    """A shallow copy of the pipeline (sharing its conditions and calibrations) whose denoiser checks `check`
-    before every model call; a text run's pipeline as it is (its sampler reports per sample)."""
-    if getattr(pipe, "text", None) is not None:
-        return pipe
+    """A shallow copy of the pipeline (sharing its conditions, calibrations and weights) whose model checks
+    `check` before every model call: the denoiser, or for a text run its network."""
     job_pipe = copy.copy(pipe)
+    if getattr(pipe, "text", None) is not None:
+        text = copy.copy(pipe.text)
+        object.__setattr__(text, "net", CancellableNetwork(pipe.text.net, check))  # not a registered module
+        job_pipe.text = job_pipe.denoiser = text
+        return job_pipe
     job_pipe.denoiser = CancellableDenoiser(pipe.denoiser, check)
     return job_pipe
 
