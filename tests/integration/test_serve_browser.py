@@ -148,7 +148,7 @@ def _queue_reorder_and_cancel(page) -> None:
     page.wait_for_function("() => document.querySelectorAll('#queue li').length === 0")
 
 
-def _paint_undo_erase_and_inpaint(page, tmp_path) -> None:
+def _paint_undo_erase_and_inpaint(page, tmp_path) -> int:
     picture = tmp_path / "digit.png"
     Image.fromarray(np.tile(np.arange(0, 256, 32, dtype=np.uint8), (8, 1))).save(picture)
     page.click("#form-tabs button[data-form='restore']")
@@ -176,6 +176,7 @@ def _paint_undo_erase_and_inpaint(page, tmp_path) -> None:
     page.click("#submit")
     page.wait_for_function("() => document.querySelectorAll('#results img').length === 2 && "
                            "document.querySelector('#progress-text').textContent === 'done'")
+    return painted
 
 
 def _pick_runs_of_two_kinds(page) -> None:
@@ -197,7 +198,7 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     _screenshot(page, tmp_path, "studio-generate.png")
     _drop_an_output_png(page)
     _queue_reorder_and_cancel(page)
-    _paint_undo_erase_and_inpaint(page, tmp_path)
+    painted = _paint_undo_erase_and_inpaint(page, tmp_path)
     page.reload()
     page.wait_for_function("() => document.querySelectorAll('#history .history-item').length === 5")
     forms = page.eval_on_selector_all("#history .history-item div[class^='status-']",
@@ -208,3 +209,6 @@ def test_generate_paint_undo_inpaint_and_history(page, server, tmp_path, monkeyp
     page.wait_for_function("() => document.querySelector('#field-n')?.value === '2'")
     assert [page.input_value(f) for f in ("#field-nfe", "#field-sampler")] == ["24", "euler"]
     _screenshot(page, tmp_path, "studio-history.png")
+    page.click("#history .history-item:nth-child(1) button")  # the inpainting: its image and painted mask
+    page.wait_for_function(f"() => document.querySelector('#mask-canvas')?.dataset.painted === '{painted}'")
+    assert page.input_value("#field-task") == "inpaint" and _painted(page) == painted

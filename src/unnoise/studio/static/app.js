@@ -154,9 +154,23 @@ function loadImageFile(file) {
   reader.readAsDataURL(file);
 }
 
-function loadImageUrl(url) {
+function loadImageUrl(url, then) {
   const image = new Image();
-  image.onload = () => { painter.source = image; resizePainter(true); };
+  image.onload = () => { painter.source = image; resizePainter(true); if (then) then(); };
+  image.src = url;
+}
+
+function loadMaskUrl(url) {  // a stored mask picture: light pixels are painted (filled in), dark ones kept
+  const image = new Image();
+  image.onload = () => {
+    const canvas = el("canvas", { width: painter.w, height: painter.h });
+    const context = canvas.getContext("2d");
+    context.drawImage(image, 0, 0, painter.w, painter.h);
+    const pixels = context.getImageData(0, 0, painter.w, painter.h).data;
+    painter.undo.push(painter.data.slice());
+    painter.data = painter.data.map((_, i) => (pixels[4 * i] >= 128 ? 1 : 0));
+    drawMask();
+  };
   image.src = url;
 }
 
@@ -346,7 +360,11 @@ async function reuse(job, seed) {
   const settings = { ...job.settings, params: { ...job.settings.params } };
   if (seed !== undefined) Object.assign(settings.params, { seed, n: 1 });
   await applySettings(settings);
-  if ((job.settings.uploads || []).includes("image")) loadImageUrl(fileUrl(job.id, "upload-image.png"));
+  const uploads = job.settings.uploads || [];
+  if (uploads.includes("image")) {
+    const mask = uploads.includes("mask") ? () => loadMaskUrl(fileUrl(job.id, "upload-mask.png")) : null;
+    loadImageUrl(fileUrl(job.id, "upload-image.png"), mask);
+  }
 }
 
 async function applySettings(settings) {
