@@ -21,6 +21,7 @@ from unnoise.run.training import train_run  # noqa: E402
 from unnoise.studio import Studio, create_app  # noqa: E402
 
 from test_molecule_runs import HAS_RDKIT, tiny, write_csv  # noqa: E402
+from test_latent_runs import autoencoder_config, diffusion_config  # noqa: E402
 
 TINY_TRAIN = ["data.options.n=64", "data.options.size=16", "train.batch_size=8", "train.checkpoint_every=0",
               "train.sample_every=0", "train.warmup_steps=1", "train.threads=1", "sample.steps=3", "sample.n=2"]
@@ -36,6 +37,8 @@ def runs(tmp_path_factory):
     control = config_from_dict(apply_overrides(preset("shapes-control"), TINY_TRAIN + [
         "train.steps=2", "train.lr=0.01", f"model.init_from.run={root / 'base'}"]))
     train_run(control, root / "control", preview=False)
+    train_run(config_from_dict(autoencoder_config()), root / "ae", preview=False)
+    train_run(config_from_dict(diffusion_config(codec={"run": str(root / "ae")})), root / "latent", preview=False)
     data = write_csv(root / "tiny.csv")
     assert main(["train", "--preset", "qm9", "--steps", "2", "--out", str(root / "qm9"), *tiny(data)]) == 0
     return root
@@ -67,6 +70,7 @@ def test_runs_are_listed_with_their_kinds(client):
     client, _ = client
     kinds = {r["name"]: r["kind"] for r in client.get("/api/runs").json()["runs"]}
     assert kinds["control"] == "controlnet" and kinds["qm9"] == "molecule" and kinds["base"] == "image"
+    assert kinds["latent"] == "image" and kinds["ae"] == "autoencoder"
 
 
 def test_controlnet_form_samples_with_the_uploaded_control(client, runs):
@@ -119,3 +123,41 @@ def test_molecule_form_refuses_bad_values(client):
     client, _ = client
     response = client.post("/api/jobs", json={"run": "qm9", "form": "generate", "params": {"atoms": 0, "n": 1}})
     assert response.status_code == 400 and "atoms" in response.json()["error"]
+
+
+def test_latent_runs_preview_their_x0_decoded_to_pixels(client, runs, monkeypatch):
+    """The preview of a latent run is its x0 estimate decoded through the codec: an image of the run's size."""
+    from unnoise.studio.service import JobContext
+
+    client, studio = client
+    previews = []
+    callback = JobContext.callback
+
+    def keep(self, *args):
+        callback(self, *args)
+        if self.job.preview is not None:
+            previews.append(self.job.preview)
+
+    monkeypatch.setattr(JobContext, "callback", keep)
+    job = run_job(client, studio, "latent", seed=0, n=1, sampler="euler", nfe=4)
+    assert previews and Image.open(io.BytesIO(previews[-1])).size == (32, 32)
+    picture = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/files/000.png").content))
+    assert picture.size == (32, 32)
+
+
+def test_autoencoder_runs_reconstruct_an_upload(client, runs):
+    client, studio = client
+    pixels = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3))
+    response = client.post("/api/jobs", json={"run": "ae", "form": "reconstruct", "params": {"image": png_url(pixels)}})
+    assert response.status_code == 200, response.text
+    studio.queue.drain()
+    job = client.get(f"/api/jobs/{response.json()['job']['id']}").json()
+    assert job["status"] == "done" and job["outputs"][0]["psnr_db"] > 0
+    pipe = Pipeline.load(runs / "ae", "auto")
+    x = torch.from_numpy(pixels.astype(np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+    want = ((pipe.decode(pipe.encode(x)).clamp(-1, 1)[0] + 1) * 127.5).round()
+    picture = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/files/000.png").content))
+    assert torch.equal(torch.from_numpy(np.asarray(picture, dtype=np.float32)).permute(2, 0, 1), want)
+    wrong = client.post("/api/jobs", json={"run": "ae", "form": "reconstruct",
+                                           "params": {"image": png_url(pixels[:16])}})
+    assert wrong.status_code == 400 and "field 'image'" in wrong.json()["error"]

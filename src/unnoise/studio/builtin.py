@@ -1,7 +1,7 @@
 """The kinds of run the project has, registered with the studio: image runs (generate, and restore: inpaint
 with a painted mask, super-resolve, deblur, colorize), super-resolution runs (restore only), audio runs (a
-player and a spectrogram per clip), 2-D point runs (a scatter) and text runs (ControlNet and molecule runs:
-control_kind.py, molecule_kind.py). Every image-like output is
+player and a spectrogram per clip), 2-D point runs (a scatter) and text runs (ControlNet, molecule and autoencoder runs:
+control_kind.py, molecule_kind.py, autoencoder_kind.py). Every image-like output is
 sampled alone from its own seed (`seed + i`), so it does not depend on N, on batching or on queue order.
 """
 from __future__ import annotations

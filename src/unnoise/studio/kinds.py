@@ -20,7 +20,8 @@ from typing import Callable, Sequence
 from ..errors import UnnoiseError
 
 VIEWERS = ("image", "audio", "text")
-KIND_MODULES = ["unnoise.studio.builtin", "unnoise.studio.control_kind", "unnoise.studio.molecule_kind"]  # their import registers kinds
+KIND_MODULES = ["unnoise.studio.builtin", "unnoise.studio.control_kind", "unnoise.studio.molecule_kind",
+                "unnoise.studio.autoencoder_kind"]  # their import registers kinds
 
 
 @dataclass(frozen=True)

@@ -69,16 +69,23 @@ class JobContext:
         self.check_cancelled()
 
     def callback(self, i, sigma, x, x0) -> None:
-        """The sampler callback: one step done; a preview of x0 every few steps (for 1- or 3-channel images in
-        data space; a latent run's x0 lives in its codec's space and is not shown)."""
-        if i % self.preview_every == 0 and self._previewable(x0):
-            self.job.preview = png_bytes(x0[0].detach().float().clamp(-1, 1), {})
+        """The sampler callback: one step done; a preview of x0 every few steps (1- or 3-channel images; a
+        latent run's x0 decoded through its codec first)."""
+        if i % self.preview_every == 0 and x0 is not None:
+            picture = self._in_data_space(x0[:1].detach())
+            if picture is not None:
+                self.job.preview = png_bytes(picture[0].float().clamp(-1, 1), {})
         self.advance()
 
-    def _previewable(self, x0) -> bool:
+    def _in_data_space(self, x0):
+        """x0 (1, ...) as a previewable image (1, C, H, W) in data space, or None."""
         shape = tuple(self.config.data_shape)
-        return (self.config.spec.modality == "image" and x0 is not None and tuple(x0.shape[1:]) == shape
-                and shape[0] in (1, 3))
+        if self.config.spec.modality != "image" or shape[0] not in (1, 3):
+            return None
+        codec = getattr(self.pipe, "codec", None)
+        if codec is not None and codec.kind != "identity" and tuple(x0.shape[1:]) != shape:
+            x0 = self.pipe.decode(x0)
+        return x0 if tuple(x0.shape[1:]) == shape else None
 
     def path(self, name: str) -> Path:
         return self.out_dir / name
