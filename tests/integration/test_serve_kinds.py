@@ -22,6 +22,7 @@ from unnoise.studio import Studio, create_app  # noqa: E402
 
 from test_molecule_runs import HAS_RDKIT, tiny, write_csv  # noqa: E402
 from test_latent_runs import autoencoder_config, diffusion_config  # noqa: E402
+from test_plan import TINY as MAZE_TINY  # noqa: E402
 
 TINY_TRAIN = ["data.options.n=64", "data.options.size=16", "train.batch_size=8", "train.checkpoint_every=0",
               "train.sample_every=0", "train.warmup_steps=1", "train.threads=1", "sample.steps=3", "sample.n=2"]
@@ -39,6 +40,7 @@ def runs(tmp_path_factory):
     train_run(control, root / "control", preview=False)
     train_run(config_from_dict(autoencoder_config()), root / "ae", preview=False)
     train_run(config_from_dict(diffusion_config(codec={"run": str(root / "ae")})), root / "latent", preview=False)
+    assert main(["train", "--preset", "maze-umaze", "--out", str(root / "maze"), *MAZE_TINY]) == 0
     data = write_csv(root / "tiny.csv")
     assert main(["train", "--preset", "qm9", "--steps", "2", "--out", str(root / "qm9"), *tiny(data)]) == 0
     return root
@@ -70,7 +72,7 @@ def test_runs_are_listed_with_their_kinds(client):
     client, _ = client
     kinds = {r["name"]: r["kind"] for r in client.get("/api/runs").json()["runs"]}
     assert kinds["control"] == "controlnet" and kinds["qm9"] == "molecule" and kinds["base"] == "image"
-    assert kinds["latent"] == "image" and kinds["ae"] == "autoencoder"
+    assert kinds["latent"] == "image" and kinds["ae"] == "autoencoder" and kinds["maze"] == "maze"
 
 
 def test_controlnet_form_samples_with_the_uploaded_control(client, runs):
@@ -161,3 +163,23 @@ def test_autoencoder_runs_reconstruct_an_upload(client, runs):
     wrong = client.post("/api/jobs", json={"run": "ae", "form": "reconstruct",
                                            "params": {"image": png_url(pixels[:16])}})
     assert wrong.status_code == 400 and "field 'image'" in wrong.json()["error"]
+
+
+def test_maze_runs_plan_from_a_start_to_a_goal(client, runs, tmp_path):
+    from unnoise.planning.planner import plan_episode
+
+    client, studio = client
+    response = client.post("/api/jobs", json={"run": "maze", "form": "plan", "params": {
+        "start": "1,1", "goal": "1,3", "nfe": 2, "sampler": "euler", "replan_every": 20, "episode_steps": 40,
+        "seed": 4}})
+    assert response.status_code == 200, response.text
+    studio.queue.drain()
+    job = client.get(f"/api/jobs/{response.json()['job']['id']}").json()
+    assert job["status"] == "done" and job["outputs"][0]["plans"] == 2
+    expected = plan_episode(Pipeline.load(runs / "maze", "auto"), (1, 1), (1, 3), tmp_path / "plan.png",
+                            request=SampleRequest(sampler="euler", nfe=2), replan_every=20, seed=4, episode_steps=40)
+    assert job["outputs"][0]["reached_at"] == expected["reached_at"]
+    picture = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/files/000.png").content))
+    assert np.array_equal(np.asarray(picture.convert("RGB")), np.asarray(Image.open(tmp_path / "plan.png").convert("RGB")))
+    wall = client.post("/api/jobs", json={"run": "maze", "form": "plan", "params": {"start": "0,0", "goal": "1,3"}})
+    assert wall.status_code == 400 and "field 'start'" in wall.json()["error"]

@@ -37,32 +37,18 @@ def parse_point(flag: str, text: str) -> tuple[float, float]:
 
 
 def run(args) -> None:
-    import numpy as np
-
     from ..pipeline import Pipeline, SampleRequest
-    from ..planning.control import EPISODE_STEPS, GOAL_RADIUS
-    from ..planning.draw import draw_plan
-    from ..planning.maze import make_maze
-    from ..planning.planner import DiffusionPlanner, PlanSettings
-    from ..planning.scores import episodes
+    from ..planning.planner import plan_episode
 
     check_output("--out", args.out)
     check_number("--replan-every", args.replan_every, low=1, integer=True)
     check_number("--episode-steps", args.episode_steps, low=1, integer=True)
     check_number("--steps", args.steps, low=1, integer=True)
     pipe = Pipeline.load(args.run_dir, device=args.device, weights=args.weights)
-    if pipe.config.modality != "trajectory" or pipe.config.data.name != "maze":
-        raise UnnoiseError(f"{args.run_dir} models {pipe.config.data.name!r} data, not maze trajectories; "
-                           "train one with `unnoise train --preset maze-umaze`")
-    maze = make_maze(pipe.config.data.options.get("layout", "umaze"))
-    start = maze.check_position(parse_point("--start", args.start), "--start")
-    goal = maze.check_position(parse_point("--goal", args.goal), "--goal")
-    request = SampleRequest(sampler=args.sampler, steps=args.steps)
-    planner = DiffusionPlanner(pipe, maze, PlanSettings(request, args.replan_every, args.seed))
-    steps = args.episode_steps or EPISODE_STEPS[maze.name]
-    result = episodes(maze, planner, start[None], goal[None], steps)
-    plans = [plan[0] for plan in planner.plans]
-    draw_plan(maze, args.out, plans=plans, executed=result.positions[0], start=start, goal=goal)
-    within = np.linalg.norm(result.positions[0, 1:] - goal, axis=1) <= GOAL_RADIUS
-    outcome = f"reached the goal at step {int(within.argmax()) + 1}" if within.any() else "did not reach the goal"
-    print(f"{maze.name}: {outcome} of {steps} (return {result.returns[0]:g}, {len(plans)} plans); wrote {args.out}")
+    start, goal = parse_point("--start", args.start), parse_point("--goal", args.goal)
+    done = plan_episode(pipe, start, goal, args.out, request=SampleRequest(sampler=args.sampler, steps=args.steps),
+                        replan_every=args.replan_every, seed=args.seed, episode_steps=args.episode_steps)
+    reached = done["reached_at"]
+    outcome = f"reached the goal at step {reached}" if reached else "did not reach the goal"
+    print(f"{done['layout']}: {outcome} of {done['steps']} (return {done['return']:g}, {done['plans']} plans); "
+          f"wrote {args.out}")

@@ -130,3 +130,31 @@ class DiffusionPlanner:
         self.clock += 1
         p_ref, v_ref = self.references[0][:, k], self.references[1][:, k]
         return np.clip(KP * (p_ref - p) + KD * (v_ref - v), -1.0, 1.0)
+
+
+def plan_episode(pipe, start, goal, out, *, request=None, replan_every: int = 32, seed: int = 0,
+                 episode_steps: int | None = None, where=("--start", "--goal")) -> dict:
+    """Plan from `start` to `goal` (x, y in maze cells) with a maze run's pipeline, execute the plan with the
+    PD controller, and draw the maze, every plan and the executed path to `out`; returns what happened
+    (layout, steps, the step the goal was reached or None, the return, the number of plans). `where` names
+    the start and goal in one-line errors."""
+    from ..errors import UnnoiseError
+    from ..pipeline import SampleRequest
+    from .control import EPISODE_STEPS, GOAL_RADIUS
+    from .draw import draw_plan
+    from .maze import make_maze
+    from .scores import episodes
+
+    if pipe.config.modality != "trajectory" or pipe.config.data.name != "maze":
+        raise UnnoiseError(f"{pipe.run_dir} models {pipe.config.data.name!r} data, not maze trajectories; "
+                           "train one with `unnoise train --preset maze-umaze`")
+    maze = make_maze(pipe.config.data.options.get("layout", "umaze"))
+    start, goal = maze.check_position(start, where[0]), maze.check_position(goal, where[1])
+    planner = DiffusionPlanner(pipe, maze, PlanSettings(request or SampleRequest(), replan_every, seed))
+    steps = episode_steps or EPISODE_STEPS[maze.name]
+    result = episodes(maze, planner, start[None], goal[None], steps)
+    plans = [plan[0] for plan in planner.plans]
+    draw_plan(maze, out, plans=plans, executed=result.positions[0], start=start, goal=goal)
+    within = np.linalg.norm(result.positions[0, 1:] - goal, axis=1) <= GOAL_RADIUS
+    return {"layout": maze.name, "steps": steps, "reached_at": int(within.argmax()) + 1 if within.any() else None,
+            "return": float(result.returns[0]), "plans": len(plans)}

@@ -1,7 +1,7 @@
 """The kinds of run the project has, registered with the studio: image runs (generate, and restore: inpaint
 with a painted mask, super-resolve, deblur, colorize), super-resolution runs (restore only), audio runs (a
-player and a spectrogram per clip), 2-D point runs (a scatter) and text runs (ControlNet, molecule and autoencoder runs:
-control_kind.py, molecule_kind.py, autoencoder_kind.py). Every image-like output is
+player and a spectrogram per clip), 2-D point runs (a scatter) and text runs (ControlNet, molecule, autoencoder and maze runs:
+control_kind.py, molecule_kind.py, autoencoder_kind.py, planning_kind.py). Every image-like output is
 sampled alone from its own seed (`seed + i`), so it does not depend on N, on batching or on queue order.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _condition_fields(config) -> list[Field]:
     return fields
 
 
-def _sampler_fields(config) -> list[Field]:
+def sampler_fields(config) -> list[Field]:
     from ..sample import SAMPLERS
 
     return [Field("sampler", "choice", "Sampler", None, choices=list(SAMPLERS), optional=True,
@@ -50,7 +50,7 @@ def _sampler_fields(config) -> list[Field]:
 
 def generate_fields(config) -> list[Field]:
     n_max = 64 if config.spec.modality == "image" else 16
-    return [*_condition_fields(config), *_sampler_fields(config), *_seed_and_n(4, n_max)]
+    return [*_condition_fields(config), *sampler_fields(config), *_seed_and_n(4, n_max)]
 
 
 def sample_request(params: dict, seed: int, n: int = 1, callback=None):
@@ -123,7 +123,7 @@ def generate_points(ctx) -> None:
 
 
 def points_fields(config) -> list[Field]:
-    return [*_condition_fields(config), *_sampler_fields(config),
+    return [*_condition_fields(config), *sampler_fields(config),
             Field("seed", "int", "Seed", 0, 0, MAX_SEED), Field("n", "int", "Number of points", 1000, 1, 20000)]
 
 

@@ -21,7 +21,7 @@ from ..errors import UnnoiseError
 
 VIEWERS = ("image", "audio", "text")
 KIND_MODULES = ["unnoise.studio.builtin", "unnoise.studio.control_kind", "unnoise.studio.molecule_kind",
-                "unnoise.studio.autoencoder_kind"]  # their import registers kinds
+                "unnoise.studio.autoencoder_kind", "unnoise.studio.planning_kind"]  # their import registers kinds
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,14 @@ def png_bytes(image: torch.Tensor, settings: dict) -> bytes:
     return out.getvalue()
 
 
+def picture_tensor(path) -> torch.Tensor:
+    """An 8-bit picture file as (3, H, W) in [-1, 1] (exact: png_bytes writes the same pixels back), so a
+    drawing made elsewhere can be stored again with the job's settings."""
+    with _pillow().open(path) as picture:
+        pixels = np.asarray(picture.convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy()) / 127.5 - 1.0
+
+
 def settings_from_png(data: bytes) -> dict:
     """The settings a studio PNG carries (read from its chunks, without decoding the pixels)."""
     if not data.startswith(PNG_SIGNATURE):

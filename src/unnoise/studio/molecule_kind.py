@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-import torch
-
-from .builtin import MAX_SEED, _sampler_fields
+from .builtin import MAX_SEED, sampler_fields
 from .fields import Field
 from .kinds import Form, Kind, register_kind
+from .media import picture_tensor
 
 
 def molecule_fields(config) -> list[Field]:
@@ -18,7 +16,7 @@ def molecule_fields(config) -> list[Field]:
                     help="empty: drawn from the training set's atom counts")]
     if "property" in config.model.conditions:
         fields.append(Field("property", "text", "Target properties", "", help="e.g. alpha=80; empty: unconditional"))
-    return [*fields, *_sampler_fields(config), Field("seed", "int", "Seed", 0, 0, MAX_SEED, help="output i uses seed + i"),
+    return [*fields, *sampler_fields(config), Field("seed", "int", "Seed", 0, 0, MAX_SEED, help="output i uses seed + i"),
             Field("n", "int", "Number of molecules", 4, 1, 32)]
 
 
@@ -48,18 +46,9 @@ def generate_molecules(ctx) -> None:
         sdf, drawing = ctx.path(f"{i:03d}.sdf"), ctx.path(f"{i:03d}-drawing.png")
         write_samples(x, ctx.config.spec, sdf)
         write_samples(x, ctx.config.spec, drawing)
-        picture = _picture_tensor(drawing)
+        picture = picture_tensor(drawing)
         drawing.unlink()
         ctx.write_png(f"{i:03d}.png", picture, seed=seed, download=sdf.name)
-
-
-def _picture_tensor(path) -> torch.Tensor:
-    """A drawn PNG as (3, H, W) in [-1, 1] (exact for 8-bit pixels), so it is written again with settings."""
-    from PIL import Image
-
-    with Image.open(path) as picture:
-        pixels = np.asarray(picture.convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(pixels.transpose(2, 0, 1).copy()) / 127.5 - 1.0
 
 
 register_kind(Kind("molecule", lambda config: config.spec.modality == "molecule",
