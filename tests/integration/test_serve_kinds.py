@@ -24,6 +24,8 @@ from test_molecule_runs import HAS_RDKIT, tiny, write_csv  # noqa: E402
 from test_latent_runs import autoencoder_config, diffusion_config  # noqa: E402
 from test_plan import TINY as MAZE_TINY  # noqa: E402
 
+from unnoise.interop.tiny import write_pixel_folder  # noqa: E402
+
 TINY_TRAIN = ["data.options.n=64", "data.options.size=16", "train.batch_size=8", "train.checkpoint_every=0",
               "train.sample_every=0", "train.warmup_steps=1", "train.threads=1", "sample.steps=3", "sample.n=2"]
 
@@ -41,6 +43,7 @@ def runs(tmp_path_factory):
     train_run(config_from_dict(autoencoder_config()), root / "ae", preview=False)
     train_run(config_from_dict(diffusion_config(codec={"run": str(root / "ae")})), root / "latent", preview=False)
     assert main(["train", "--preset", "maze-umaze", "--out", str(root / "maze"), *MAZE_TINY]) == 0
+    write_pixel_folder(root / "hf-pixel")
     data = write_csv(root / "tiny.csv")
     assert main(["train", "--preset", "qm9", "--steps", "2", "--out", str(root / "qm9"), *tiny(data)]) == 0
     return root
@@ -73,6 +76,7 @@ def test_runs_are_listed_with_their_kinds(client):
     kinds = {r["name"]: r["kind"] for r in client.get("/api/runs").json()["runs"]}
     assert kinds["control"] == "controlnet" and kinds["qm9"] == "molecule" and kinds["base"] == "image"
     assert kinds["latent"] == "image" and kinds["ae"] == "autoencoder" and kinds["maze"] == "maze"
+    assert kinds["hf-pixel"] == "image"  # a local diffusers folder
 
 
 def test_controlnet_form_samples_with_the_uploaded_control(client, runs):
@@ -183,3 +187,13 @@ def test_maze_runs_plan_from_a_start_to_a_goal(client, runs, tmp_path):
     assert np.array_equal(np.asarray(picture.convert("RGB")), np.asarray(Image.open(tmp_path / "plan.png").convert("RGB")))
     wall = client.post("/api/jobs", json={"run": "maze", "form": "plan", "params": {"start": "0,0", "goal": "1,3"}})
     assert wall.status_code == 400 and "field 'start'" in wall.json()["error"]
+
+
+def test_a_diffusers_folder_generates_like_its_pipeline(client, runs):
+    client, studio = client
+    job = run_job(client, studio, "hf-pixel", seed=2, n=1, sampler="euler", nfe=3)
+    expected = Pipeline.load(runs / "hf-pixel", "auto").sample(SampleRequest(n=1, seed=2, sampler="euler", nfe=3))[0]
+    picture = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/files/000.png").content))
+    got = torch.from_numpy(np.asarray(picture, dtype=np.float32))
+    got = got.permute(2, 0, 1) if got.ndim == 3 else got[None]
+    assert torch.equal(got, ((expected.clamp(-1, 1) + 1) * 127.5).round())

@@ -38,7 +38,7 @@ class RunFolder:
         for entry in entries:
             if entry.name.startswith(".") or entry.is_symlink() or not entry.is_dir():
                 continue
-            if (entry / "config.json").is_file():
+            if is_run_directory(entry):
                 found.append(entry.relative_to(self.root).as_posix())
             elif depth + 1 < MAX_DEPTH:
                 self._scan(entry, depth + 1, found)
@@ -49,11 +49,19 @@ class RunFolder:
         if not isinstance(name, str) or not NAME.match(name) or any(p in (".", "..") for p in name.split("/")):
             raise LookupError(f"run {str(name)[:80]!r}: not a run name under the runs folder")
         path = (self.root / name).resolve()
-        if not path.is_relative_to(self.root) or not (path / "config.json").is_file():
+        if not path.is_relative_to(self.root) or not is_run_directory(path):
             raise LookupError(f"run {name!r}: no such run under the runs folder")
         if name.split("/")[0] == STUDIO_DIR or name not in self.names():
             raise LookupError(f"run {name!r}: no such run under the runs folder")
         return path
+
+
+def is_run_directory(path: Path) -> bool:
+    """An unnoise run (config.json) or a local diffusers model folder (interop/: model_index.json or
+    scheduler/scheduler_config.json)."""
+    from ..interop import is_diffusers_folder
+
+    return (path / "config.json").is_file() or is_diffusers_folder(path)
 
 
 def pipeline_bytes(pipe) -> int:

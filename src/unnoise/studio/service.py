@@ -174,12 +174,10 @@ class Studio:
 
     # runs and forms
     def runs(self) -> list[dict]:
-        from ..run.load import read_run_config
-
         listed = []
         for name in self.folder.names():
             try:
-                config = read_run_config(self.folder.root / name)
+                config = self.run_config(name)
                 kind = kind_of(config)
             except UnnoiseError as exc:
                 listed.append({"name": name, "kind": None, "error": str(exc)})
@@ -189,9 +187,14 @@ class Studio:
         return listed
 
     def run_config(self, name: str):
+        """The run's config; a diffusers folder's comes from loading it (kept in the pipeline cache)."""
+        from ..interop import is_diffusers_folder
         from ..run.load import read_run_config
 
-        return read_run_config(self.folder.resolve(name))
+        path = self.folder.resolve(name)
+        if is_diffusers_folder(path):
+            return self.cache.get(path)[0].config
+        return read_run_config(path)
 
     def forms(self, name: str) -> dict:
         config = self.run_config(name)
