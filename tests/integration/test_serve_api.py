@@ -214,7 +214,7 @@ def test_cancelling_a_running_job_stops_it_after_the_current_step(client, studio
     studio.queue.drain()
     job = client.get(f"/api/jobs/{job_id}").json()
     assert (job["status"], job["step"], job["total"], job["outputs"]) == ("cancelled", 6, 40, [])
-    assert client.get(f"/api/history").json()["jobs"][0]["status"] == "cancelled"
+    assert client.get("/api/history").json()["jobs"][0]["status"] == "cancelled"
 
 
 def test_a_cancel_inside_a_step_stops_before_the_next_model_call(client, studio, monkeypatch):
