@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UnnoiseError
 from .common import add_device, check_number, check_output
 
 SUMMARY = "plan a path in a maze with a trajectory diffusion run (maze-* presets) and draw it"
@@ -26,18 +25,9 @@ def add_parser(sub) -> None:
     p.set_defaults(handler=run)
 
 
-def parse_point(flag: str, text: str) -> tuple[float, float]:
-    """'x,y' -> (x, y), or a one-line error naming the flag."""
-    parts = str(text).split(",")
-    try:
-        x, y = (float(part) for part in parts)
-    except ValueError:
-        raise UnnoiseError(f"{flag} must be two numbers x,y, got {text!r}") from None
-    return x, y
-
-
 def run(args) -> None:
     from ..pipeline import Pipeline, SampleRequest
+    from ..planning.maze import parse_point
     from ..planning.planner import plan_episode
 
     check_output("--out", args.out)

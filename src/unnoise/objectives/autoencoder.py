@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..eval.reconstruction import ssim
 from ..nn.autoencoder import KLAutoencoder, PatchDiscriminator, kl_divergence
-from .base import trainable
+from .base import SingleModelObjective
 
 ADAPTIVE_DELTA = 1e-4
 ADAPTIVE_MAX = 1e4
@@ -33,9 +33,12 @@ def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor
     return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
 
-class AutoencoderObjective:
+class AutoencoderObjective(SingleModelObjective):
     """Train `autoencoder` (a KLAutoencoder) to reconstruct its input; see the module docstring.
-    `gan_start`: the step from which the PatchGAN term is on (None: never)."""
+    `gan_start`: the step from which the PatchGAN term is on (None: never). Training previews receive the
+    autoencoder itself (SingleModelObjective.denoiser_for: it has no denoiser)."""
+
+    observes_losses = True  # observe() runs every step: it counts steps and trains the discriminator
 
     def __init__(self, autoencoder: KLAutoencoder, *, l1_weight: float = 1.0, ssim_weight: float = 1.0,
                  kl_weight: float = 1e-6, gan_start: int | None = None, gan_weight: float = 0.5,
@@ -56,16 +59,6 @@ class AutoencoderObjective:
     @property
     def gan_on(self) -> bool:
         return self.gan_start is not None and self.step >= self.gan_start
-
-    def use_module(self, module: nn.Module) -> None:
-        self.train_module = module
-
-    def denoiser_for(self, module: nn.Module) -> nn.Module:
-        """What training previews receive: the autoencoder itself (it has no denoiser)."""
-        return module
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return trainable(self.model)
 
     def draw(self, batch: dict, generator: torch.Generator) -> dict:
         """The images and the posterior noise eps for z = mean + sigma * eps."""
@@ -90,9 +83,6 @@ class AutoencoderObjective:
             self.last_terms["adaptive_weight"] = float(scale)
         self._reconstructions.append((x.detach(), x_hat.detach()))
         return loss
-
-    def loss(self, batch: dict, generator: torch.Generator) -> Tensor:
-        return self.loss_of(self.draw(batch, generator))
 
     def observe(self, rows: dict, losses: Tensor) -> None:
         """Count the step; with the GAN on, one discriminator step on this step's reconstructions."""

@@ -171,3 +171,12 @@ def step(maze: Maze, p: np.ndarray, v: np.ndarray, u: np.ndarray) -> tuple[np.nd
 def speed_bound(speed: np.ndarray | float) -> np.ndarray | float:
     """The largest speed one step can reach from `speed`: (1 - DRAG DT) speed + sqrt(2) ACCEL DT."""
     return (1.0 - DRAG * DT) * speed + np.sqrt(2.0) * ACCEL * DT
+
+
+def parse_point(what: str, text) -> tuple[float, float]:
+    """'x,y' (maze cells) -> (x, y), or a one-line error naming `what` (a flag or a form field)."""
+    try:
+        x, y = (float(part) for part in str(text).split(","))
+    except ValueError:
+        raise UnnoiseError(f"{what} must be two numbers x,y, got {text!r}") from None
+    return x, y

@@ -3,7 +3,6 @@ the PD controller, and show the maze with every plan and the executed path. The 
 settings; its record says whether and when the goal was reached."""
 from __future__ import annotations
 
-from ..errors import UnnoiseError
 from .builtin import MAX_SEED, sampler_fields
 from .fields import Field
 from .kinds import Form, Kind, register_kind
@@ -18,31 +17,25 @@ def plan_fields(config) -> list[Field]:
             Field("seed", "int", "Seed", 0, 0, MAX_SEED)]
 
 
-def _point(params: dict, name: str) -> tuple[float, float]:
-    try:
-        x, y = (float(part) for part in str(params[name]).split(","))
-    except ValueError:
-        raise UnnoiseError(f"field {name!r} must be two numbers x,y, got {params[name]!r}") from None
-    return x, y
-
-
 def check_plan(config, params, images) -> None:
     """Submission-time checks: start and goal are points inside the maze's free cells."""
-    from ..planning.maze import make_maze
+    from ..planning.maze import make_maze, parse_point
 
     maze = make_maze(config.data.options.get("layout", "umaze"))
     for name in ("start", "goal"):
-        maze.check_position(_point(params, name), f"field {name!r}")
+        maze.check_position(parse_point(f"field {name!r}", params[name]), f"field {name!r}")
 
 
 def plan(ctx) -> None:
     from ..pipeline import SampleRequest
+    from ..planning.maze import parse_point
     from ..planning.planner import plan_episode
 
     params = ctx.params
     ctx.start(1)
     drawing = ctx.path("plan-drawing.png")
-    done = plan_episode(ctx.pipe, _point(params, "start"), _point(params, "goal"), drawing,
+    done = plan_episode(ctx.pipe, parse_point("field 'start'", params["start"]),
+                        parse_point("field 'goal'", params["goal"]), drawing,
                         request=SampleRequest(sampler=params.get("sampler"), nfe=params.get("nfe")),
                         replan_every=params["replan_every"], seed=params["seed"],
                         episode_steps=params.get("episode_steps"),
