@@ -177,7 +177,7 @@ class Studio:
         listed = []
         for name in self.folder.names():
             try:
-                config = self.run_config(name)
+                config = self._config_at(self.folder.root / name)  # listed names need no resolve (a rescan each)
                 kind = kind_of(config)
             except UnnoiseError as exc:
                 listed.append({"name": name, "kind": None, "error": str(exc)})
@@ -187,11 +187,15 @@ class Studio:
         return listed
 
     def run_config(self, name: str):
-        """The run's config; a diffusers folder's comes from loading it (kept in the pipeline cache)."""
+        """The config of run `name` (resolved under the runs folder)."""
+        return self._config_at(self.folder.resolve(name))
+
+    def _config_at(self, path: Path):
+        """The config of the run at `path`; a diffusers folder's comes from loading it (kept in the pipeline
+        cache)."""
         from ..interop import is_diffusers_folder
         from ..run.load import read_run_config
 
-        path = self.folder.resolve(name)
         if is_diffusers_folder(path):
             return self.cache.get(path)[0].config
         return read_run_config(path)
