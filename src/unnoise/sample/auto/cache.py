@@ -78,7 +78,7 @@ def calibration_effort(shape, flops_per_sample: int | None = None) -> dict:
     size = math.prod(shape)
     if size <= 256:
         low, high = FULL_SEARCH_BATCH
-        affordable = FULL_SEARCH_CALL_FLOPS // max(int(flops_per_sample or 0), 1) if flops_per_sample else low
+        affordable = FULL_SEARCH_CALL_FLOPS // int(flops_per_sample) if flops_per_sample else low  # 0: none counted
         batch = max(low, min(high, 1 << max(int(affordable).bit_length() - 1, 0)))  # a power of two
         return dict(batch=batch, sweeps=4, pool_factor=8)
     if size <= 1024:
@@ -120,7 +120,8 @@ def auto_sampler(D, process, nfe: int, shape: Sequence[int], *, conditional: boo
                  cache_dir: Path | None = None, memory: dict | None = None) -> AutoSampler:
     """The `auto` sampler of denoiser D for `nfe` model calls on samples of `shape`: from `memory` (a dict
     its owner keeps, e.g. a Pipeline's), from cache_dir/calibration-<nfe>.json when it was made on these
-    weights, else calibrated now (effort by `calibration_effort` of the shape and D's FLOPs, in D's dtype) and saved there.
+    weights, else calibrated now (effort by `calibration_effort` of the shape and D's FLOPs, in D's dtype)
+    and saved there.
     `conditional`: D is sampled with a condition, so the candidate whose first call is a constant is left
     out. A plain-function D (no weights to hash, e.g. an exact denoiser) is calibrated on every call."""
     if nfe < 1:
