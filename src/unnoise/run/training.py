@@ -87,11 +87,7 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
         preview = text_preview(config, run_dir, denoiser) if preview is None else preview
     else:
         conditions = conditions_for(config, dataset)
-        levels = 0 if config.model.codec else config.data_levels  # latents are continuous
-        objective = molecule_objective(config, denoiser, conditions, tc) if is_molecule_config(config) else \
-            (ControlObjective if is_control_config(config) else DenoisingObjective)(denoiser, conditions, tc, levels)
-        if config.model.distill:  # a few-step student of another run (run/distill.py)
-            objective = distill_objective(config, denoiser, conditions)
+        objective = gaussian_objective(config, denoiser, conditions)
         preview = sample_grid_preview(config, run_dir, conditions, dataset) if preview is None else preview
     if dist.main:
         log.info("data: %s; device: %s", dataset.describe(), dist.device)
@@ -102,6 +98,18 @@ def build_trainer(config: RunConfig | None, run_dir: Path, resume: bool = False,
     if dist.main:
         record_session(run_dir, threads=threads, device=str(dist.device), resume=resume, step=trainer.step)
     return trainer
+
+
+def gaussian_objective(config: RunConfig, denoiser, conditions):
+    """The objective of a run on a Gaussian process: a few-step student's (run/distill.py), a molecule run's
+    (zero-centre-of-mass noise), a ControlNet's (the control branch only), else plain denoising."""
+    if config.model.distill:
+        return distill_objective(config, denoiser, conditions)
+    if is_molecule_config(config):
+        return molecule_objective(config, denoiser, conditions, config.train)
+    levels = 0 if config.model.codec else config.data_levels  # latents are continuous
+    kind = ControlObjective if is_control_config(config) else DenoisingObjective
+    return kind(denoiser, conditions, config.train, levels)
 
 
 def record_session(run_dir: Path, **facts) -> None:
