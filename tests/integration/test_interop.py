@@ -215,3 +215,47 @@ def test_stable_diffusion_inpainting_through_latent_inpainting(sd_folder):
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
     assert torch.equal(out[known], y.expand_as(out)[known])
     assert not torch.equal(out[~known], y.expand_as(out)[~known])
+
+
+def test_eval_scores_a_folder_against_a_reference_folder(sd_folder, tmp_path, user_error):
+    """`unnoise eval FOLDER --reference DIR`: FD/KID of the folder's samples (with --prompt) against the
+    images in DIR, exactly as scoring the same seeds' samples by hand; without DIR, or with --nll, a
+    one-line error."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from unnoise.cli.main import main
+    from unnoise.eval.extractor import Extractor
+    from unnoise.eval.features import EXTRACTORS, register_extractor
+    from unnoise.eval.metrics import fd
+    from unnoise.pipeline import Pipeline, SampleRequest
+
+    reference = tmp_path / "real"
+    reference.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(reference / f"{i}.png")
+    pooled = lambda x: torch.nn.functional.avg_pool2d(x.double(), 4).flatten(1)  # noqa: E731  (N, 3*4*4)
+    register_extractor("test-pooled", lambda: Extractor("test-pooled", pooled, None, None, {}))
+    try:
+        out = tmp_path / "eval.json"
+        argv = ["eval", str(sd_folder), "--n", "4", "--sampler", "euler", "--nfe", "3", "--prompt", "a red cat",
+                "--extractor", "test-pooled", "--device", "cpu"]
+        user_error(argv, "is a diffusers folder, which holds no data", "--reference DIR")
+        user_error(["eval", str(sd_folder), "--nll"], "--nll", "diffusers folder")
+        assert main([*argv, "--reference", str(reference), "--out", str(out)]) in (0, None)
+    finally:
+        EXTRACTORS.pop("test-pooled")
+    result = json.loads(out.read_text())
+    protocol = result["protocol"]
+    assert protocol["reference"]["imagefolder"] == str(reference) and protocol["reference"]["n"] == 6
+    assert protocol["prompt"] == "a red cat" and protocol["sampler"] == "euler" and protocol["nfe"] == 3
+    pipe = Pipeline.load(sd_folder, device="cpu")
+    fake = pipe.sample(SampleRequest(n=4, seed=0, prompt="a red cat", sampler="euler", nfe=3))
+    from unnoise.data.imagefolder import load_imagefolder
+
+    real = load_imagefolder(str(reference), size=16, mode="rgb", min_size=0).x
+    expected = fd(pooled(real), pooled(fake))
+    assert abs(result["scores"]["fd"] - expected) <= 1e-6 * max(1.0, expected)

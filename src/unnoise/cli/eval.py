@@ -1,5 +1,6 @@
-"""`unnoise eval RUN`: sample quality (FD, KID, precision/recall) against held-out data, or with --nll the
-negative log-likelihood in bits/dim by the variational bound and the probability-flow ODE."""
+"""`unnoise eval RUN`: sample quality (FD, KID, precision/recall) against held-out data or a folder of images
+(--reference; a diffusers folder needs one), or with --nll the negative log-likelihood in bits/dim by the
+variational bound and the probability-flow ODE."""
 from __future__ import annotations
 
 import json
@@ -28,7 +29,11 @@ def add_parser(sub) -> None:
     p.add_argument("--nfe", type=int, help="budget in model calls (see `unnoise sample --help`)")
     p.add_argument("--steps", type=int, help="budget in grid steps (default: the run's)")
     p.add_argument("--guidance", type=float, help="class-conditional runs: guidance scale (default: the run's)")
-    p.add_argument("--extractor", help="feature extractor: the dataset's classifier (default), or inception")
+    p.add_argument("--reference", type=Path, help="a folder of real images to compare the samples with (default: "
+                                                  "the run's held-out data; required for a diffusers folder)")
+    p.add_argument("--prompt", help="caption for the samples of a caption model (default: none, unconditional)")
+    p.add_argument("--extractor", help="feature extractor: the dataset's classifier (default; Inception for a "
+                                       "diffusers folder), or inception")
     p.add_argument("--inception-weights", type=Path,
                    help="local pt_inception-2015-12-05 weights (.pth or .safetensors) for --extractor inception")
     p.add_argument("--batch", type=int, default=128, help="--nll: data points per batch")
@@ -55,17 +60,42 @@ def check_args(args) -> None:
     check_number("--atol", args.atol, low=0, low_open=True)
     check_number("--guidance", args.guidance, low=0, high=1000)
     check_output("--out", args.out)
+    if args.reference is not None and args.nll:
+        raise UnnoiseError("--reference: --nll scores the run's own held-out data, not a folder of images")
+    if args.reference is not None and not args.reference.is_dir():
+        raise UnnoiseError(f"--reference {args.reference}: not a directory")
     if args.inception_weights is not None and not args.inception_weights.is_file():
         raise UnnoiseError(f"--inception-weights {args.inception_weights}: file not found")
 
 
-def run(args) -> None:
-    from ..eval.molecules import is_molecule_run
+def run_kind(run_dir) -> str:
+    """What `unnoise eval` scores in run_dir: a diffusers folder, a molecule, planning or autoencoder run,
+    or (the rest) an image/audio/points run's sample quality."""
     from ..eval.autoencoder import is_autoencoder_run
-    from ..planning.evaluate import evaluate_planning_run, is_planning_run
+    from ..eval.molecules import is_molecule_run
+    from ..interop import is_diffusers_folder
+    from ..planning.evaluate import is_planning_run
 
+    if is_diffusers_folder(run_dir):
+        return "diffusers"
+    for kind, is_kind in (("molecule", is_molecule_run), ("planning", is_planning_run),
+                          ("autoencoder", is_autoencoder_run)):
+        if is_kind(run_dir):
+            return kind
+    return "samples"
+
+
+def run(args) -> None:
     check_args(args)
-    if args.nll and is_molecule_run(args.run_dir):  # the ODE likelihood in the zero-CoM subspace (eval/molecules.py)
+    kind = run_kind(args.run_dir)
+    if args.nll and kind == "diffusers":
+        raise UnnoiseError(f"--nll: {args.run_dir} is a diffusers folder, which holds no data to score; evaluate "
+                           "its samples against a folder of images with --reference DIR")
+    if kind not in ("diffusers", "samples"):
+        for flag in ("--reference", "--prompt"):
+            if getattr(args, flag[2:]) is not None:
+                raise UnnoiseError(f"{flag}: {args.run_dir} is a {kind} run, evaluated on its own data")
+    if args.nll and kind == "molecule":  # the ODE likelihood in the zero-CoM subspace (eval/molecules.py)
         from ..eval.molecules import evaluate_molecule_nll
 
         result = evaluate_molecule_nll(args.run_dir, n=args.n or 100, seed=args.seed, split=args.split,
@@ -79,17 +109,19 @@ def run(args) -> None:
                               vlb_variance=args.vlb_variance, divergence=args.divergence, draws=args.draws,
                               rtol=args.rtol, atol=args.atol, weights=args.weights, device=args.device)
         out = args.out or Path(args.run_dir) / "eval_nll.json"
-    elif is_molecule_run(args.run_dir):  # stability, validity, uniqueness, novelty (eval/molecules.py)
+    elif kind == "molecule":  # stability, validity, uniqueness, novelty (eval/molecules.py)
         from ..eval.molecules import evaluate_molecule_run
 
         result = evaluate_molecule_run(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
                                        nfe=args.nfe, steps=args.steps, weights=args.weights, device=args.device)
         out = args.out or Path(args.run_dir) / "eval.json"
-    elif is_planning_run(args.run_dir):  # maze trajectories: the planner's scores (planning/evaluate.py)
+    elif kind == "planning":  # maze trajectories: the planner's scores (planning/evaluate.py)
+        from ..planning.evaluate import evaluate_planning_run
+
         result = evaluate_planning_run(args.run_dir, n=args.n or 100, sampler=args.sampler, steps=args.steps,
                                        weights=args.weights, device=args.device)
         out = args.out or Path(args.run_dir) / "eval.json"
-    elif is_autoencoder_run(args.run_dir):  # PSNR, SSIM and rFD of held-out reconstructions (eval/autoencoder.py)
+    elif kind == "autoencoder":  # PSNR, SSIM and rFD of held-out reconstructions (eval/autoencoder.py)
         from ..eval.autoencoder import evaluate_autoencoder_run
 
         result = evaluate_autoencoder_run(args.run_dir, n=args.n or 256, seed=args.seed, split=args.split,
@@ -106,7 +138,8 @@ def run(args) -> None:
         result = evaluate_quality(args.run_dir, n=args.n or 1000, seed=args.seed, sampler=args.sampler,
                                   nfe=args.nfe, steps=args.steps, split=args.split,
                                   extractor=args.extractor or ("inception" if args.inception_weights else None),
-                                  weights=args.weights, guidance=args.guidance, device=args.device)
+                                  weights=args.weights, guidance=args.guidance, device=args.device,
+                                  reference=args.reference, prompt=args.prompt)
         out = args.out or Path(args.run_dir) / "eval.json"
     out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
