@@ -60,7 +60,7 @@ def test_plan_budget_meanings():
 
 def test_calibration_batch_grows_only_for_cheap_models():
     """The full search's batch scales with the model's FLOPs per sample: 64 trajectories for the digits
-    demo's MLP (4.9 MFLOPs), 128 for a 1.5-MFLOP model, 256 at most for an exact mixture; large samples
+    demo's MLP (4.9 MFLOPs), 128 for a 1.5-MFLOP model, 1,024 at most (an exact mixture); large samples
     keep their reduced effort whatever the model costs."""
     import torch
 
@@ -76,4 +76,5 @@ def test_calibration_batch_grows_only_for_cheap_models():
     flops = flops_per_sample(lambda x, sigma, cond=None: mixture.posterior_mean(x, sigma), (32,),
                              make_process("edm"), torch.float64)
     assert 0 < flops < 100_000
-    assert calibration_effort((32,), flops)["batch"] == 256
+    assert calibration_effort((32,), flops)["batch"] == 1024
+    assert calibration_effort((32,), 2**22 // 16)["batch"] == 1024  # 64 x 4 MFLOPs / 1,024 = 256 kFLOPs a sample

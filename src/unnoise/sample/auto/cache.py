@@ -63,14 +63,14 @@ class AutoSampler:
 # One model call on the full search's batch may cost this much: 64 samples of a 4-MFLOP model (the digits
 # demo's MLP is 4.9 MFLOPs per sample and calibrates 10 calls in about 30 s on 2 cores).
 FULL_SEARCH_CALL_FLOPS = 64 * 2**22
-FULL_SEARCH_BATCH = (64, 256)  # the full search's batch, smallest and largest
+FULL_SEARCH_BATCH = (64, 1024)  # the full search's batch, smallest and largest
 
 
 def calibration_effort(shape, flops_per_sample: int | None = None) -> dict:
     """How hard `auto` calibrates for samples of this shape on a model costing `flops_per_sample` per call.
-    Small samples (points, 8x8 digits) get the full grid search on a batch of 64 trajectories, or up to 256
+    Small samples (points, 8x8 digits) get the full grid search on a batch of 64 trajectories, or up to 1,024
     when the model is cheap enough that the larger batch costs no more than 64 trajectories of a 4-MFLOP
-    model (rare mode flips, which dominate the error at 5 calls, need the larger batch to be seen). Larger
+    model (rare mode flips, which dominate the error at 5 to 10 calls, need the larger batch to be seen). Larger
     samples come with networks that cost far more per call, so the batch shrinks and, beyond 1,024 values
     per sample, the search keeps to choosing the solver and the best of the fixed starting grids by their
     measured error (28 sampler runs on 16 trajectories, against about 800 runs for the full search).
