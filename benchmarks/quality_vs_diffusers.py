@@ -124,7 +124,7 @@ def train_diffusers(images: torch.Tensor, steps: int, batch: int, seed: int = 0)
         optimizer.step()
         lr_schedule.step()
         ema.step(model.parameters())
-        progress.update(step + 1, loss=float(loss))
+        progress.update(step + 1, loss=loss.detach().item())
     ema.copy_to(model.parameters())
     return model.eval(), scheduler, time.perf_counter() - t0
 
