@@ -70,17 +70,19 @@ def check_args(args) -> None:
 
 def run_kind(run_dir) -> str:
     """What `unnoise eval` scores in run_dir: a diffusers folder, a molecule, planning or autoencoder run,
-    or (the rest) an image/audio/points run's sample quality."""
-    from ..eval.autoencoder import is_autoencoder_run
-    from ..eval.molecules import is_molecule_run
+    or (the rest) an image/audio/points run's sample quality. One-line errors for a missing or broken run."""
     from ..interop import is_diffusers_folder
-    from ..planning.evaluate import is_planning_run
+    from ..planning.maze import is_maze_config
+    from ..run.latent import is_autoencoder_config
+    from ..run.load import read_run_config
+    from ..run.molecules import is_molecule_config
 
     if is_diffusers_folder(run_dir):
         return "diffusers"
-    for kind, is_kind in (("molecule", is_molecule_run), ("planning", is_planning_run),
-                          ("autoencoder", is_autoencoder_run)):
-        if is_kind(run_dir):
+    config = read_run_config(run_dir)
+    for kind, is_kind in (("molecule", is_molecule_config), ("planning", is_maze_config),
+                          ("autoencoder", is_autoencoder_config)):
+        if is_kind(config):
             return kind
     return "samples"
 

@@ -7,14 +7,6 @@ from ..errors import UnnoiseError
 from .reconstruction import reconstruction_metrics
 
 
-def is_autoencoder_run(run_dir) -> bool:
-    """Whether a run directory holds an autoencoder run (model.network autoencoder)."""
-    from ..run.latent import is_autoencoder_config
-    from ..run.load import read_run_config
-
-    return is_autoencoder_config(read_run_config(run_dir))
-
-
 def heldout_images(config, n: int, seed: int, split: str | None) -> tuple[torch.Tensor, str]:
     """n images of the run's dataset from `split` (default: test where the dataset has one) and its name."""
     from ..data import dataset_options, load_dataset

@@ -26,13 +26,6 @@ from .quality import generate
 TRAIN_SMILES = "train_smiles.json"
 
 
-def is_molecule_run(run_dir) -> bool:
-    """Whether the run directory holds a molecule run (its config.json's modality)."""
-    from ..run.load import read_run_config
-
-    return read_run_config(run_dir).modality == "molecule"
-
-
 def training_smiles(run_dir: Path, config) -> list[str]:
     """The distinct valid SMILES of the run's training molecules (computed once, cached in the run)."""
     key = {"name": config.data.name, "options": {**config.data.options, "split": "train"}}

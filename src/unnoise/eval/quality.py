@@ -12,7 +12,7 @@ import torch
 from ..data import DATASETS, load_dataset
 from ..data.imagefolder import load_imagefolder
 from ..errors import UnnoiseError
-from ..interop.folder import FOLDER_DATA
+from ..interop import is_diffusers_folder
 from ..pipeline import Pipeline, SampleRequest
 from ..run.progress import Progress
 from .features import extractor_for
@@ -65,6 +65,10 @@ def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str | No
     `guidance` (default: the run's) and also report per-class accuracy. The real images are the run's
     held-out data, or the folder `reference` (required for a diffusers folder, which has no data of its
     own; its default extractor is Inception). `prompt` conditions a caption model's samples."""
+    folder = is_diffusers_folder(run_dir)
+    if folder and reference is None:
+        raise UnnoiseError(f"{run_dir} is a diffusers folder, which holds no data: give --reference DIR, a folder "
+                           "of real images to compare its samples with")
     pipe = Pipeline.load(run_dir, device=device, weights=weights)
     if pipe.text is not None:
         raise UnnoiseError(f"{run_dir} is a text run: evaluate it with --nll (held-out bits per character)")
@@ -74,10 +78,7 @@ def evaluate_quality(run_dir, *, n: int = 1000, seed: int = 0, sampler: str | No
         guidance = config.sample.guidance
     request = SampleRequest(sampler=sampler, nfe=nfe, steps=steps, label=labels, guidance=guidance, prompt=prompt)
     plan = pipe.plan(request)
-    if reference is None and config.data.name == FOLDER_DATA:
-        raise UnnoiseError(f"{run_dir} is a diffusers folder, which holds no data: give --reference DIR, a folder "
-                           "of real images to compare its samples with")
-    ext = extractor_for(extractor or ("inception" if config.data.name == FOLDER_DATA else config.data.name))
+    ext = extractor_for(extractor or ("inception" if folder else config.data.name))
     if reference is not None:
         real, reference_protocol = reference_images(reference, config.data_shape)
     else:

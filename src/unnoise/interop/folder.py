@@ -327,7 +327,6 @@ def _load(folder: Path, device, dtype: torch.dtype) -> DiffusersModel:
 
 # ---------------------------------------------------------------------------- the pipeline
 
-FOLDER_DATA = "diffusers"  # a folder's data name: it holds no data (`unnoise eval` needs --reference)
 SAMPLE_DEFAULTS = dict(sampler="dpmpp_2m", steps=20, grid="karras", n=4)  # a multistep solver: one call per step
 GUIDANCE = 7.5  # Stable Diffusion pipelines' default guidance scale
 
@@ -339,7 +338,7 @@ def run_config(model: DiffusersModel):
 
     process = model.denoiser.process.cfg.__dict__
     guidance = GUIDANCE if not model.conditions.empty else 1.0
-    return RunConfig(data=DataConfig(name=FOLDER_DATA, options={"path": str(model.path)}),
+    return RunConfig(data=DataConfig(name="diffusers", options={"path": str(model.path)}),
                      model=ModelConfig(network="diffusers", process="ddpm", process_options=dict(process),
                                        prediction=model.denoiser.prediction),
                      sample=SampleConfig(**SAMPLE_DEFAULTS, guidance=guidance),

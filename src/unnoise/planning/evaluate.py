@@ -2,19 +2,8 @@
 held-out start/goal pairs, beside the expert's and random actions' (planning/scores.py states the formula)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-
-
-def is_planning_run(run_dir: Path) -> bool:
-    """True when run_dir's config.json trains on maze trajectories."""
-    try:
-        config = json.loads((Path(run_dir) / "config.json").read_text())
-    except (OSError, ValueError):
-        return False  # the generic evaluator reports a missing or broken run in one line
-    return isinstance(config, dict) and config.get("modality") == "trajectory" and \
-        (config.get("data") or {}).get("name") == "maze"
 
 
 def evaluate_planning_run(run_dir: Path, *, n: int = 100, seed: int = 1000, sampler=None, steps=None,

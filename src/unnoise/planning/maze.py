@@ -173,6 +173,11 @@ def speed_bound(speed: np.ndarray | float) -> np.ndarray | float:
     return (1.0 - DRAG * DT) * speed + np.sqrt(2.0) * ACCEL * DT
 
 
+def is_maze_config(config) -> bool:
+    """Whether a run config trains on maze trajectories (the `maze` dataset)."""
+    return config.spec.modality == "trajectory" and config.data.name == "maze"
+
+
 def parse_point(what: str, text) -> tuple[float, float]:
     """'x,y' (maze cells) -> (x, y), or a one-line error naming `what` (a flag or a form field)."""
     try:

@@ -142,10 +142,10 @@ def plan_episode(pipe, start, goal, out, *, request=None, replan_every: int = 32
     from ..pipeline import SampleRequest
     from .control import EPISODE_STEPS, GOAL_RADIUS
     from .draw import draw_plan
-    from .maze import make_maze
+    from .maze import is_maze_config, make_maze
     from .scores import episodes
 
-    if pipe.config.modality != "trajectory" or pipe.config.data.name != "maze":
+    if not is_maze_config(pipe.config):
         raise UnnoiseError(f"{pipe.run_dir} models {pipe.config.data.name!r} data, not maze trajectories; "
                            "train one with `unnoise train --preset maze-umaze`")
     maze = make_maze(pipe.config.data.options.get("layout", "umaze"))

@@ -3,6 +3,7 @@ the PD controller, and show the maze with every plan and the executed path. The 
 settings; its record says whether and when the goal was reached."""
 from __future__ import annotations
 
+from ..planning.maze import is_maze_config
 from .builtin import MAX_SEED, sampler_fields
 from .fields import Field
 from .kinds import Form, Kind, register_kind
@@ -46,6 +47,6 @@ def plan(ctx) -> None:
     ctx.advance()
 
 
-register_kind(Kind("maze", lambda config: config.spec.modality == "trajectory" and config.data.name == "maze",
+register_kind(Kind("maze", is_maze_config,
                    (Form("plan", "Plan", plan_fields, plan, check=check_plan),),
                    "maze trajectories: plan from a start to a goal"))
