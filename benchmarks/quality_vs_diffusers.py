@@ -96,37 +96,16 @@ def diffusers_model():
 
 
 def train_diffusers(images: torch.Tensor, steps: int, batch: int, seed: int = 0):
-    from diffusers import DDPMScheduler
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    from diffusers.training_utils import EMAModel
+    from diffusers_recipe import DiffusersRecipe
 
     from unnoise.run.progress import Progress
 
     torch.manual_seed(seed)
-    model = diffusers_model().train()
-    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type="epsilon")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
-    lr_schedule = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=500, num_training_steps=steps)
-    ema = EMAModel(model.parameters(), decay=0.9999, use_ema_warmup=True, inv_gamma=1.0, power=0.75)
-    g = torch.Generator().manual_seed(seed)
-    order, cursor, progress, t0 = torch.randperm(len(images), generator=g), 0, Progress(steps, "diffusers"), time.perf_counter()
+    recipe = DiffusersRecipe(diffusers_model(), images, steps, batch, seed)
+    progress, t0 = Progress(steps, "diffusers"), time.perf_counter()
     for step in range(steps):
-        if cursor + batch > len(order):  # shuffled epochs, as a DataLoader with shuffle=True
-            order, cursor = torch.randperm(len(images), generator=g), 0
-        x0 = images[order[cursor:cursor + batch]]
-        cursor += batch
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.randint(0, 1000, (len(x0),), generator=g)
-        loss = torch.nn.functional.mse_loss(model(scheduler.add_noise(x0, noise, t), t).sample, noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        lr_schedule.step()
-        ema.step(model.parameters())
-        progress.update(step + 1, loss=loss.detach().item())
-    ema.copy_to(model.parameters())
-    return model.eval(), scheduler, time.perf_counter() - t0
+        progress.update(step + 1, loss=recipe.step())
+    return recipe.ema_model(), recipe.scheduler, time.perf_counter() - t0
 
 
 def diffusers_run(images: torch.Tensor, steps: int, batch: int, run_dir: Path):
